@@ -1,0 +1,240 @@
+"""The registry of named data sets and their loaders, each giving uint8 [N, C, H, W] tensors.
+
+`digits` is scikit-learn's bundled 8x8 digits (offline default); `mnist` and `fashion-mnist`
+are read from IDX files found on disk or downloaded (see locate.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.data.idx import read_idx
+from cnnlab.data.locate import (
+    DOWNLOADS,
+    IDX_FILE_NAMES,
+    find_dataset_dir,
+    find_file,
+    locate_dataset,
+    search_dirs,
+)
+from cnnlab.data.splits import stratified_split
+from cnnlab.errors import DataError
+from cnnlab.registry import Registry
+
+BUNDLED = "scikit-learn (bundled)"
+# digits has no test split of its own: a fixed one, independent of any run seed.
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclass
+class ImageDataset:
+    """A data set decoded into tensors, with its class names and where it was found."""
+
+    name: str
+    class_names: list[str]
+    train_images: torch.Tensor  # uint8 [N, C, H, W]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor  # uint8 [M, C, H, W]
+    test_labels: torch.Tensor  # int64 [M]
+    location: str  # a folder path, or "scikit-learn (bundled)"
+
+    @property
+    def channels(self) -> int:
+        return self.train_images.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.train_images.shape[2], self.train_images.shape[3])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+Loader = Callable[["DatasetSource", str | os.PathLike | None, bool], ImageDataset]
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """What is known about a named data set before loading it, and the function that loads it."""
+
+    name: str
+    description: str
+    class_names: tuple[str, ...]
+    channels: int
+    image_size: tuple[int, int]
+    train_count: int
+    test_count: int
+    file_names: tuple[str, ...]  # files looked for on disk; empty when bundled with a library
+    loader: Loader
+
+
+DATASETS: Registry[DatasetSource] = Registry("data set")
+
+
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, download: bool = True
+) -> ImageDataset:
+    """Load a named data set: found in data_dir, $CNNLAB_DATA, the caches, or downloaded."""
+    source = _get_source(name)
+    return source.loader(source, data_dir, download)
+
+
+def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Describe a data set and where it would be loaded from, without loading or downloading."""
+    source = _get_source(name)
+    if source.file_names:
+        found = find_dataset_dir(source.name, source.file_names, data_dir)
+        found_at = None if found is None else str(found)
+        searched = [str(folder) for folder in search_dirs(source.name, data_dir)]
+    else:
+        found_at, searched = BUNDLED, []
+    return {
+        "name": source.name,
+        "description": source.description,
+        "num_classes": len(source.class_names),
+        "class_names": list(source.class_names),
+        "channels": source.channels,
+        "image_size": source.image_size,
+        "train_count": source.train_count,
+        "test_count": source.test_count,
+        "found_at": found_at,
+        "searched": searched,
+        "downloadable": source.name in DOWNLOADS,
+    }
+
+
+def _get_source(name: str) -> DatasetSource:
+    if name.startswith("folder:"):
+        raise DataError(
+            f"Data source {name!r}: folder: sources are not supported yet. "
+            f"Use one of the named data sets: {', '.join(DATASETS.names())}."
+        )
+    return DATASETS.get(name)
+
+
+def _load_digits(
+    source: DatasetSource, data_dir: str | os.PathLike | None, download: bool
+) -> ImageDataset:
+    from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
+
+    bunch = load_digits()
+    scaled = np.floor(bunch.images * 255 / 16 + 0.5)  # values 0..16 -> 0..255
+    images = torch.from_numpy(scaled.astype(np.uint8)).unsqueeze(1)  # [1797, 1, 8, 8]
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    train, test = stratified_split(labels, DIGITS_TEST_FRACTION, seed=DIGITS_SPLIT_SEED)
+    return ImageDataset(
+        name=source.name,
+        class_names=list(source.class_names),
+        train_images=images[train],
+        train_labels=labels[train],
+        test_images=images[test],
+        test_labels=labels[test],
+        location=BUNDLED,
+    )
+
+
+def _load_idx_dataset(
+    source: DatasetSource, data_dir: str | os.PathLike | None, download: bool
+) -> ImageDataset:
+    folder = locate_dataset(source.name, source.file_names, data_dir, download)
+    names = source.file_names  # train images, train labels, test images, test labels
+    train_images, train_labels = _read_idx_pair(folder, names[0], names[1], source)
+    test_images, test_labels = _read_idx_pair(folder, names[2], names[3], source)
+    return ImageDataset(
+        name=source.name,
+        class_names=list(source.class_names),
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        location=str(folder),
+    )
+
+
+def _read_idx_pair(
+    folder: Path, images_name: str, labels_name: str, source: DatasetSource
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and cross-check one split: uint8 images [N, H, W] and uint8 labels [N]."""
+    images_path = find_file(folder, images_name)
+    labels_path = find_file(folder, labels_name)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    height, width = source.image_size
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (height, width):
+        raise DataError(
+            f"IDX file '{images_path}' holds {images.dtype} data of shape {images.shape}; "
+            f"{source.name} images are uint8 of shape [N, {height}, {width}]. "
+            "The file is probably from another data set; replace it."
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(
+            f"IDX file '{labels_path}' holds {labels.dtype} data of shape {labels.shape}; "
+            "labels are uint8 of shape [N]. The file is probably from another data set; replace it."
+        )
+    if len(images) != len(labels):
+        raise DataError(
+            f"IDX files '{images_path}' ({len(images):,} images) and '{labels_path}' "
+            f"({len(labels):,} labels) do not match: they must hold the same number of items. "
+            "One of them is from another data set or damaged; replace it."
+        )
+    num_classes = len(source.class_names)
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise DataError(
+            f"IDX file '{labels_path}' holds the label {int(labels.max())}, but {source.name} "
+            f"has {num_classes} classes (labels 0 to {num_classes - 1}). Replace the file."
+        )
+    images_tensor = torch.from_numpy(images).unsqueeze(1)  # [N, 1, H, W]
+    return images_tensor, torch.from_numpy(labels.astype(np.int64))
+
+
+DIGIT_NAMES = tuple(str(digit) for digit in range(10))
+FASHION_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+for _source in (
+    DatasetSource(
+        name="digits",
+        description="scikit-learn's bundled 8x8 handwritten digits; needs no files (offline)",
+        class_names=DIGIT_NAMES,
+        channels=1,
+        image_size=(8, 8),
+        train_count=1438,
+        test_count=359,
+        file_names=(),
+        loader=_load_digits,
+    ),
+    DatasetSource(
+        name="mnist",
+        description="MNIST handwritten digits, 28x28 grayscale",
+        class_names=DIGIT_NAMES,
+        channels=1,
+        image_size=(28, 28),
+        train_count=60_000,
+        test_count=10_000,
+        file_names=IDX_FILE_NAMES,
+        loader=_load_idx_dataset,
+    ),
+    DatasetSource(
+        name="fashion-mnist",
+        description="Fashion-MNIST (Zalando) clothing and shoes, 28x28 grayscale",
+        class_names=FASHION_NAMES,
+        channels=1,
+        image_size=(28, 28),
+        train_count=60_000,
+        test_count=10_000,
+        file_names=IDX_FILE_NAMES,
+        loader=_load_idx_dataset,
+    ),
+):
+    DATASETS.add(_source.name, _source)
+del _source

@@ -1,0 +1,95 @@
+"""Seeded stratified splits and per-channel normalisation statistics of uint8 image tensors.
+
+Both are pure functions of their inputs: the same labels and seed give the same split everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cnnlab.errors import ConfigError
+
+CHUNK_ELEMENTS = 1 << 22  # values summed at a time: 32 MB as int64
+
+
+def stratified_split(
+    labels: torch.Tensor, val_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split sample indices into (train, val), taking about val_fraction of every class to val.
+
+    Per class, floor(n_c * val_fraction + 0.5) samples go to val, clamped so that a class with at
+    least two samples keeps at least one in each part; a class with one sample stays in train.
+    Both index tensors are int64 and sorted.
+    """
+    _check_fraction(val_fraction)
+    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(
+            f"labels must be a 1-D integer tensor, got dtype {labels.dtype} and shape "
+            f"{tuple(labels.shape)}."
+        )
+    generator = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    val_parts = []
+    for label in torch.unique(labels, sorted=True):
+        members = torch.nonzero(labels == label).flatten()  # ascending
+        count = len(members)
+        num_val = math.floor(count * val_fraction + 0.5)
+        if count < 2:
+            num_val = 0
+        elif val_fraction > 0:
+            num_val = min(max(num_val, 1), count - 1)
+        order = torch.randperm(count, generator=generator)
+        val_parts.append(members[order[:num_val]])
+    in_val = torch.zeros(len(labels), dtype=torch.bool)
+    if val_parts:
+        in_val[torch.cat(val_parts)] = True
+    train_indices = torch.nonzero(~in_val).flatten().to(torch.int64)
+    val_indices = torch.nonzero(in_val).flatten().to(torch.int64)
+    return train_indices, val_indices
+
+
+def _check_fraction(val_fraction: float) -> None:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float):
+        raise ConfigError(
+            f"The validation fraction must be a number, got {val_fraction!r}. "
+            "Use a value such as 0.1."
+        )
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(
+            f"The validation fraction must be at least 0 and below 1, got {val_fraction}. "
+            "Use a value such as 0.1 (10% of each class for validation), or 0 for none."
+        )
+
+
+def channel_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and population standard deviation of uint8 [N, C, H, W] images on [0, 1].
+
+    Sums are accumulated exactly in integers, a chunk of images at a time, so 60,000 images need
+    little memory and the result does not depend on the chunking.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.numel() == 0:
+        raise ValueError(
+            f"channel_mean_std expects a non-empty uint8 tensor [N, C, H, W], got dtype "
+            f"{images.dtype} and shape {tuple(images.shape)}."
+        )
+    num_channels = images.shape[1]
+    sums = [0] * num_channels
+    square_sums = [0] * num_channels
+    images_per_chunk = max(1, CHUNK_ELEMENTS // images[0].numel())
+    for chunk in images.split(images_per_chunk):
+        values = chunk.to(torch.int64)  # [n, C, H, W]
+        chunk_sums = values.sum(dim=(0, 2, 3)).tolist()
+        chunk_square_sums = (values * values).sum(dim=(0, 2, 3)).tolist()
+        for channel in range(num_channels):
+            sums[channel] += chunk_sums[channel]
+            square_sums[channel] += chunk_square_sums[channel]
+    count = images.numel() // num_channels
+    means, stds = [], []
+    for total, square_total in zip(sums, square_sums, strict=True):
+        # Variance with exact integers: (count * sum(x^2) - sum(x)^2) / count^2, then to [0, 1].
+        variance = (count * square_total - total * total) / (count * count * 255**2)
+        means.append(total / (count * 255))
+        stds.append(math.sqrt(variance))
+    return means, stds

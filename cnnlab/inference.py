@@ -1,0 +1,137 @@
+"""Using a trained run: rebuild its model from model.json, evaluate a split, predict image files.
+
+Everything comes from the run directory (STYLE.md rule 11), so these work in a new process on
+another day, preprocessing images exactly as in training (size, bands, normalisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.data.images import load_image_file
+from cnnlab.data.loader import Normalizer
+from cnnlab.data.rundata import load_run_split
+from cnnlab.environment import resolve_device
+from cnnlab.evaluation import (
+    classification_metrics,
+    save_confusion_matrix_png,
+    write_predictions_csv,
+)
+from cnnlab.fileio import atomic_write_json
+from cnnlab.models import ModelSpec, build_model
+from cnnlab.rundir import RunDir
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.loop import StepSettings, predict_logits
+
+
+@dataclass
+class LoadedRun:
+    run: RunDir
+    model: nn.Module
+    record: dict[str, Any]  # dataset.json
+    settings: StepSettings
+    checkpoint: ckpt.Checkpoint
+    device: torch.device
+
+
+def load_run(run_path: str | Path, which: str = "best", device: str = "auto") -> LoadedRun:
+    run = RunDir(run_path)
+    record = run.read("dataset.json")
+    spec = ModelSpec.from_dict(run.read("model.json"))
+    config = run.read("config.json").get("train", {})
+    resolved = resolve_device(device)
+    model = build_model(spec)
+    checkpoint = ckpt.load_model_weights(run.checkpoints, which)
+    ckpt.apply_weights(model, checkpoint)
+    model.to(resolved).eval()
+    normalization = record["normalization"]
+    settings = StepSettings(
+        normalizer=Normalizer(tuple(normalization["mean"]), tuple(normalization["std"])),
+        bf16=config.get("precision") == "bf16",
+        channels_last=bool(config.get("channels_last", False)),
+    )
+    return LoadedRun(run, model, record, settings, checkpoint, resolved)
+
+
+def evaluate_run(
+    run_path: str | Path,
+    split: str = "test",
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    which: str = "best",
+    device: str = "auto",
+    batch_size: int = 1024,
+    top_k: int = 5,
+) -> dict[str, Any]:
+    """Score a split and write eval/<split>.json, -confusion.png and -predictions.csv."""
+    loaded = load_run(run_path, which, device)
+    split_data = load_run_split(loaded.record, split, data_dir=data_dir, data=data)
+    logits = predict_logits(
+        loaded.model, split_data.images.to(loaded.device), loaded.settings, batch_size
+    )
+    class_names = loaded.record["class_names"]
+    metrics = classification_metrics(
+        logits, split_data.labels, class_names, top_k=tuple(sorted({1, top_k}))
+    )
+    metrics = {
+        "split": split,
+        "checkpoint": {
+            "file": str(loaded.checkpoint.path.name),
+            "epoch": loaded.checkpoint.meta.get("epoch"),
+            "global_step": loaded.checkpoint.meta.get("global_step"),
+        },
+        **metrics,
+    }
+    out = loaded.run.eval
+    atomic_write_json(out / f"{split}.json", metrics)
+    save_confusion_matrix_png(
+        torch.tensor(metrics["confusion_matrix"]),
+        class_names,
+        out / f"{split}-confusion.png",
+        title=f"{loaded.run.path.name}: {split} ({metrics['accuracy']:.2%} accuracy)",
+    )
+    write_predictions_csv(
+        out / f"{split}-predictions.csv",
+        split_data.sample_ids,
+        split_data.labels,
+        torch.softmax(logits, dim=1),
+        class_names,
+        top_k=min(3, len(class_names)),
+    )
+    return metrics
+
+
+def predict_files(
+    run_path: str | Path,
+    image_paths: list[str | Path],
+    *,
+    which: str = "best",
+    device: str = "auto",
+    top_k: int = 3,
+) -> list[dict[str, Any]]:
+    """Class probabilities for image files: [{file, predicted, confidence, top: [(name, p)]}]."""
+    loaded = load_run(run_path, which, device)
+    record = loaded.record
+    size = (record["image_size"][0], record["image_size"][1])
+    images = torch.stack([load_image_file(p, record["channels"], size) for p in image_paths])
+    logits = predict_logits(loaded.model, images.to(loaded.device), loaded.settings)
+    probabilities = torch.softmax(logits, dim=1)
+    k = min(top_k, probabilities.shape[1])
+    values, indices = probabilities.topk(k, dim=1)
+    names = record["class_names"]
+    return [
+        {
+            "file": str(path),
+            "predicted": names[int(idx[0])],
+            "predicted_index": int(idx[0]),
+            "confidence": float(val[0]),
+            "top": [{"class": names[int(i)], "probability": float(v)} for v, i in zip(val, idx)],
+        }
+        for path, val, idx in zip(image_paths, values, indices)
+    ]

@@ -1,0 +1,45 @@
+"""The one model contract every cnnlab network honours (STYLE.md rule 3).
+
+Explain and transfer code use only this interface: `forward_features`, `forward_head`,
+`num_classes`, `reset_classifier(n)` and `feature_layers`, never the model's class.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassifierModel(nn.Module):
+    """Base class: subclasses set `self.features`, `self.head` and `feature_layers`.
+
+    `features` maps images [B, C, H, W] to a feature tensor; `head` maps that to logits
+    [B, num_classes] and must end in an `nn.Linear` named `fc`.
+    """
+
+    feature_layers: tuple[str, ...] = ()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.fc.out_features
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the last linear layer by a freshly initialised one with `num_classes` outputs."""
+        old = self.head.fc
+        self.head.fc = nn.Linear(old.in_features, num_classes, bias=old.bias is not None).to(
+            old.weight.device
+        )
+
+
+def spatial_size_after(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Output length of a convolution or pooling window along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1

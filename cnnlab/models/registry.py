@@ -1,0 +1,97 @@
+"""The model registry and `ModelSpec`, the plain-data description stored in `model.json`.
+
+Adding a family is one file: a builder function decorated with `@register_model(...)` that takes
+keyword-only `in_channels`, `num_classes`, `image_size` and its own options.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import ConfigError
+from cnnlab.registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable:
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.add(name, builder)
+        _DESCRIPTIONS[name] = description or (builder.__doc__ or "").strip().splitlines()[0]
+        return builder
+
+    return decorator
+
+
+def model_description(name: str) -> str:
+    return _DESCRIPTIONS.get(name, "")
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The builder's own keyword options and their defaults (beyond the data-given ones)."""
+    signature = inspect.signature(MODELS.get(name))
+    return {
+        p.name: p.default
+        for p in signature.parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name not in ("in_channels", "num_classes", "image_size")
+    }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Enough to rebuild a network without the command line."""
+
+    name: str
+    in_channels: int
+    num_classes: int
+    image_size: tuple[int, int]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "image_size": list(self.image_size),
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        try:
+            return cls(
+                name=str(data["name"]),
+                in_channels=int(data["in_channels"]),
+                num_classes=int(data["num_classes"]),
+                image_size=(int(data["image_size"][0]), int(data["image_size"][1])),
+                options=dict(data.get("options", {})),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ConfigError(
+                f"model.json is not a valid model spec ({error!r}); expected keys name, "
+                "in_channels, num_classes, image_size and options."
+            ) from None
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    builder = MODELS.get(spec.name)
+    known = model_options(spec.name)
+    unknown = sorted(set(spec.options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"Model {spec.name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(known) or 'none'}."
+        )
+    return builder(
+        in_channels=spec.in_channels,
+        num_classes=spec.num_classes,
+        image_size=spec.image_size,
+        **spec.options,
+    )

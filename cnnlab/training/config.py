@@ -1,0 +1,154 @@
+"""The training configuration: one frozen dataclass whose fields map 1:1 to `cnnlab train` flags.
+
+A TOML file (`--config`) only sets defaults; flags given on the command line override it; the
+resolved configuration is written to the run's `config.json` (STYLE.md rule 6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+
+def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
+    metadata = {"help": help, "choices": choices, **extra}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = _option("digits", "data set: digits (offline default), mnist, fashion-mnist")
+    data_dir: str | None = _option(None, "folder to look for data sets in before $CNNLAB_DATA")
+    download: bool = _option(True, "download a named data set if it is not found locally")
+    model: str = _option("small-cnn", "model name from `cnnlab models`")
+    model_options: dict = _option(
+        {}, "extra builder options, KEY=VALUE (repeatable; VALUE parsed as JSON)", metavar="KEY=VALUE"
+    )
+    dropout: float | None = _option(None, "dropout before the classifier (default: the model's)")
+    epochs: int = _option(10, "number of passes over the training split")
+    batch_size: int = _option(128, "images per optimiser step")
+    optimizer: str = _option("sgd", "optimiser", choices=("sgd", "adamw"))
+    learning_rate: float | None = _option(
+        None, "peak learning rate (default: 0.05 for sgd, 0.002 for adamw)"
+    )
+    momentum: float = _option(0.9, "SGD momentum (AdamW: beta1)")
+    nesterov: bool = _option(True, "use Nesterov momentum with SGD")
+    weight_decay: float = _option(5e-4, "decoupled (AdamW) or L2 (SGD) weight decay")
+    schedule: str = _option(
+        "onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "step", "constant")
+    )
+    warmup_fraction: float = _option(0.2, "one-cycle: fraction of steps spent warming up")
+    step_epochs: int = _option(5, "step schedule: epochs between decays")
+    step_gamma: float = _option(0.1, "step schedule: factor applied at each decay")
+    label_smoothing: float = _option(0.0, "label smoothing of the cross-entropy target")
+    class_weighted_loss: bool = _option(
+        False, "weight the loss by inverse class frequency (for imbalanced data)"
+    )
+    val_fraction: float = _option(0.1, "fraction of train carved out (stratified) for validation")
+    monitor: str = _option(
+        "val_accuracy",
+        "validation metric that picks the best checkpoint and drives early stopping",
+        choices=("val_accuracy", "val_balanced_accuracy", "val_loss"),
+    )
+    early_stopping: int = _option(
+        0, "stop after this many epochs without improvement of --monitor (0: never)"
+    )
+    max_nonfinite_steps: int = _option(
+        5, "abort after this many consecutive steps with a non-finite loss (each is skipped)"
+    )
+    checkpoint_every_steps: int = _option(
+        0, "also checkpoint every N steps inside an epoch (0: only at epoch ends and on interrupt)"
+    )
+    seed: int = _option(0, "seed for the split, initialisation, order and dropout")
+    device: str = _option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _option(
+        "fp32", "arithmetic precision (bf16: bfloat16 autocast)", choices=("fp32", "bf16")
+    )
+    channels_last: bool = _option(False, "keep activations in channels_last memory format")
+    threads: int | None = _option(None, "CPU threads for torch (default: torch's choice)")
+    eval_batch_size: int = _option(1024, "images per batch when evaluating")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", "at least 1"),
+            (self.batch_size >= 1, "batch_size", "at least 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size", "at least 1"),
+            (0.0 <= self.val_fraction < 1.0, "val_fraction", "in [0, 1)"),
+            (0.0 <= self.label_smoothing < 1.0, "label_smoothing", "in [0, 1)"),
+            (0.0 < self.warmup_fraction < 1.0, "warmup_fraction", "in (0, 1)"),
+            (self.learning_rate is None or self.learning_rate > 0, "learning_rate", "positive"),
+            (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
+            (self.early_stopping >= 0, "early_stopping", "0 or more"),
+            (self.max_nonfinite_steps >= 1, "max_nonfinite_steps", "at least 1"),
+            (self.step_epochs >= 1, "step_epochs", "at least 1"),
+            (self.threads is None or self.threads >= 1, "threads", "at least 1"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                value = getattr(self, name)
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} {value} is invalid: it must be {expected}."
+                )
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is invalid: "
+                    f"choose one of {', '.join(choices)}."
+                )
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 0.05 if self.optimizer == "sgd" else 0.002
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> TrainConfig:
+        data = {key.replace("-", "_"): value for key, value in data.items()}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown setting(s) {', '.join(unknown)}. "
+                f"Known settings are the long flags of `cnnlab train --help`."
+            )
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file of training defaults; a `[train]` table is used if present."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Config file '{path}' does not exist.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"Config file '{path}' is not valid TOML: {error}.") from None
+    return dict(data.get("train", data))
+
+
+def parse_model_option(text: str) -> tuple[str, Any]:
+    """'widths=[16,32]' -> ('widths', [16, 32]); values that are not JSON stay strings."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(f"--model-options {text!r} is invalid: expected KEY=VALUE.")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed

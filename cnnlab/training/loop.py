@@ -1,0 +1,142 @@
+"""The plain training loop: `train_one_epoch()` and `evaluate()`, read top to bottom (STYLE.md 5).
+
+Both return dicts of floats. `train_one_epoch` can start mid-epoch (for resumed runs) and stops
+after the current step when `should_stop()` turns true; its running totals live in `EpochTotals`
+so an interrupted epoch continues with the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data.loader import Normalizer, sequential_batches
+from cnnlab.errors import TrainingAborted
+
+
+@dataclass
+class EpochTotals:
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    steps: int = 0
+    skipped_steps: int = 0
+    consecutive_nonfinite: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    normalizer: Normalizer
+    bf16: bool = False
+    channels_last: bool = False
+    max_nonfinite_steps: int = 5
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def prepare(images: torch.Tensor, settings: StepSettings) -> torch.Tensor:
+    x = settings.normalizer(images)  # [B, C, H, W] float32
+    if settings.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+    settings: StepSettings,
+    totals: EpochTotals,
+    should_stop: Callable[[], bool] = lambda: False,
+    after_step: Callable[[EpochTotals, int], None] = lambda totals, images: None,
+) -> dict[str, float]:
+    """One pass over `batches`; returns the epoch's mean loss and accuracy so far."""
+    model.train()
+    for images, labels in batches:
+        x = prepare(images, settings)
+        with autocast(x.device, settings.bf16):
+            logits = model(x)
+        loss = loss_fn(logits.float(), labels)  # the loss is always computed in float32
+        if not torch.isfinite(loss):
+            totals.skipped_steps += 1
+            totals.consecutive_nonfinite += 1
+            optimizer.zero_grad(set_to_none=True)
+            if totals.consecutive_nonfinite >= settings.max_nonfinite_steps:
+                raise TrainingAborted(
+                    f"The loss was not finite (NaN or infinity) in {totals.consecutive_nonfinite} "
+                    "consecutive steps; each was skipped and training has stopped. The weights "
+                    "saved so far are finite. Lower --learning-rate, or check the data for "
+                    "broken values, then train again."
+                )
+        else:
+            totals.consecutive_nonfinite = 0
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            totals.loss_sum += loss.item() * len(labels)
+            totals.correct += int((logits.argmax(1) == labels).sum())
+            totals.seen += len(labels)
+        totals.steps += 1
+        after_step(totals, len(labels))
+        if should_stop():
+            break
+    return epoch_summary(totals)
+
+
+def epoch_summary(totals: EpochTotals) -> dict[str, float]:
+    seen = max(totals.seen, 1)
+    return {"train_loss": totals.loss_sum / seen, "train_accuracy": totals.correct / seen}
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    settings: StepSettings,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Logits [N, K] in float32 on the CPU for uint8 images [N, C, H, W] (on the model's device)."""
+    model.eval()
+    outputs = []
+    for batch in sequential_batches(images, batch_size):
+        x = prepare(batch, settings)
+        with autocast(x.device, settings.bf16):
+            outputs.append(model(x).float().cpu())
+    if not outputs:
+        return torch.empty(0, 0)
+    return torch.cat(outputs)
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    settings: StepSettings,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Loss, accuracy and balanced accuracy on a split (plain cross-entropy, no smoothing)."""
+    logits = predict_logits(model, images, settings, batch_size)
+    labels = labels.cpu()
+    predictions = logits.argmax(1)
+    recalls = []
+    for label in labels.unique():
+        mask = labels == label
+        recalls.append((predictions[mask] == label).float().mean())
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        "accuracy": (predictions == labels).float().mean().item(),
+        "balanced_accuracy": torch.stack(recalls).mean().item(),
+    }

@@ -1,0 +1,53 @@
+"""Optimisers (SGD with momentum/Nesterov, AdamW) and schedules (one-cycle, cosine, step, constant).
+
+Every schedule steps once per optimiser step, so a run resumed mid-epoch follows the same curve.
+Weight decay applies to weights of rank >= 2 only: biases and normalisation scales are not decayed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnlab.training.config import TrainConfig
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay)
+    lr = config.resolved_learning_rate
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0
+        )
+    return torch.optim.AdamW(groups, lr=lr, betas=(config.momentum, 0.999))
+
+
+def build_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    schedulers = torch.optim.lr_scheduler
+    if config.schedule == "onecycle":
+        return schedulers.OneCycleLR(
+            optimizer,
+            max_lr=config.resolved_learning_rate,
+            total_steps=total_steps,
+            pct_start=config.warmup_fraction,
+            cycle_momentum=False,
+        )
+    if config.schedule == "cosine":
+        return schedulers.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.schedule == "step":
+        return schedulers.StepLR(
+            optimizer, step_size=config.step_epochs * steps_per_epoch, gamma=config.step_gamma
+        )
+    return schedulers.ConstantLR(optimizer, factor=1.0, total_iters=0)
