@@ -90,8 +90,12 @@ def _add_train(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/DATA-MODEL)")
-    run.add_argument("--config", metavar="FILE.toml", help="TOML file of defaults for the flags below")
+    run.add_argument(
+        "--out", metavar="RUN", help="run directory to create (default: runs/DATA-MODEL)"
+    )
+    run.add_argument(
+        "--config", metavar="FILE.toml", help="TOML file of defaults for the flags below"
+    )
     run.add_argument(
         "--resume",
         metavar="RUN",
@@ -144,7 +148,9 @@ def _train(args: argparse.Namespace) -> int:
 
         not_allowed = sorted(set(given) - {"data_dir", "device", "threads"})
         if not_allowed or args.config or args.out:
-            extra = not_allowed + (["config"] if args.config else []) + (["out"] if args.out else [])
+            extra = (
+                not_allowed + (["config"] if args.config else []) + (["out"] if args.out else [])
+            )
             raise CnnlabError(
                 "--resume continues a run with the settings it was started with; these flags "
                 f"cannot change it: {', '.join('--' + n.replace('_', '-') for n in extra)}."
@@ -248,7 +254,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_metrics_table(metrics))
-        print(f"written: {Path(args.run) / 'eval' / args.split}.json, -confusion.png, -predictions.csv")
+        print(
+            f"written: {Path(args.run) / 'eval' / args.split}.json, "
+            "-confusion.png, -predictions.csv"
+        )
     return 0
 
 
@@ -265,7 +274,9 @@ def _add_predict(commands) -> None:
     )
     parser.add_argument("run", metavar="RUN", help="run directory written by `cnnlab train`")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
+    parser.add_argument(
+        "--top-k", type=int, default=3, help="classes to show per image (default: 3)"
+    )
     parser.add_argument("--csv", metavar="OUT.csv", help="also write the predictions to a CSV file")
     _add_model_loading(parser)
     parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
@@ -324,12 +335,11 @@ def _datasets(args: argparse.Namespace) -> int:
     for info in infos:
         height, width = info["image_size"]
         found = info["found_at"] or (
-            "not found (will be downloaded on first use)"
-            if info["downloadable"]
-            else "not found"
+            "not found (will be downloaded on first use)" if info["downloadable"] else "not found"
         )
         print(
-            f"{info['name']:<15} {info['num_classes']} classes, {info['channels']}x{height}x{width}, "
+            f"{info['name']:<15} {info['num_classes']} classes, "
+            f"{info['channels']}x{height}x{width}, "
             f"{info['train_count']:,} train / {info['test_count']:,} test"
         )
         print(f"{'':<15} {info['description']}")

@@ -18,7 +18,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+        raise ConfigError(
+            f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"--device {name} was asked for, but this PyTorch sees no CUDA GPU. Use --device cpu."

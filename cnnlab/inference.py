@@ -131,7 +131,10 @@ def predict_files(
             "predicted": names[int(idx[0])],
             "predicted_index": int(idx[0]),
             "confidence": float(val[0]),
-            "top": [{"class": names[int(i)], "probability": float(v)} for v, i in zip(val, idx)],
+            "top": [
+                {"class": names[int(i)], "probability": float(v)}
+                for v, i in zip(val, idx, strict=True)
+            ],
         }
-        for path, val, idx in zip(image_paths, values, indices)
+        for path, val, idx in zip(image_paths, values, indices, strict=True)
     ]

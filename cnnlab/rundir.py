@@ -1,6 +1,6 @@
 """Paths and readers for the run directory, the contract between stages (DESIGN.md).
 
-    RUN/config.json  dataset.json  model.json  metrics.jsonl  checkpoints/  eval/<split>.json
+RUN/config.json  dataset.json  model.json  metrics.jsonl  checkpoints/  eval/<split>.json
 """
 
 from __future__ import annotations

@@ -52,8 +52,6 @@ def train_batches(
         yield images.index_select(0, batch), labels.index_select(0, batch)
 
 
-def sequential_batches(
-    images: torch.Tensor, batch_size: int
-) -> Iterator[torch.Tensor]:
+def sequential_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     for start in range(0, len(images), batch_size):
         yield images[start : start + batch_size]

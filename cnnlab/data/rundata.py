@@ -105,7 +105,7 @@ def select_split(dataset: ImageDataset, record: dict[str, Any], split: str) -> S
 def load_run_split(
     record: dict[str, Any], split: str, data_dir: str | None = None, data: str | None = None
 ) -> SplitData:
-    """Reload the run's data set (or `data`, another source of the same images) and select a split."""
+    """Reload the run's data set (or `data`, a source of the same images); select a split."""
     dataset = load_dataset(data or record["source"], data_dir=data_dir)
     return select_split(dataset, record, split)
 
@@ -120,4 +120,3 @@ def describe_counts(record: dict[str, Any]) -> str:
         lines.append(f"{name:<{width}} " + " ".join(f"{counts[s][index]:>7}" for s in SPLITS))
     lines.append(f"{'total':<{width}} " + " ".join(f"{sum(counts[s]):>7}" for s in SPLITS))
     return "\n".join(lines)
-

@@ -58,7 +58,9 @@ class SmallCNN(ClassifierModel):
         return self.features(x)  # [B, widths[-1], H', W']
 
 
-@register_model("small-cnn", "conv-BN-ReLU stages (32-64-128) with max pooling and global average pooling")
+@register_model(
+    "small-cnn", "conv-BN-ReLU stages (32-64-128) with max pooling and global average pooling"
+)
 def small_cnn(
     *,
     in_channels: int,

@@ -62,7 +62,7 @@ def _sha256(data: bytes) -> str:
 def save_checkpoint(
     directory: Path, name: str, model: nn.Module, state: dict[str, Any] | None, meta: dict
 ) -> Path:
-    """Write `name.safetensors` (+ `name.state.pt`) and then `name.json`; return the sidecar path."""
+    """Write `name.safetensors` (+ `name.state.pt`), then `name.json`; return the sidecar."""
     if not weights_are_finite(model):
         raise CheckpointError(
             "Refusing to save a checkpoint: the model weights contain NaN or infinity."

@@ -30,7 +30,9 @@ class TrainConfig:
     download: bool = _option(True, "download a named data set if it is not found locally")
     model: str = _option("small-cnn", "model name from `cnnlab models`")
     model_options: dict = _option(
-        {}, "extra builder options, KEY=VALUE (repeatable; VALUE parsed as JSON)", metavar="KEY=VALUE"
+        {},
+        "extra builder options, KEY=VALUE (repeatable; VALUE parsed as JSON)",
+        metavar="KEY=VALUE",
     )
     dropout: float | None = _option(None, "dropout before the classifier (default: the model's)")
     epochs: int = _option(10, "number of passes over the training split")

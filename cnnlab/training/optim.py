@@ -26,7 +26,10 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     lr = config.resolved_learning_rate
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0
+            groups,
+            lr=lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
         )
     return torch.optim.AdamW(groups, lr=lr, betas=(config.momentum, 0.999))
 

@@ -25,7 +25,7 @@ from cnnlab.data.loader import Normalizer, epoch_order, num_batches, train_batch
 from cnnlab.data.rundata import describe_counts, make_record, select_split
 from cnnlab.data.sources import load_dataset
 from cnnlab.environment import machine_description, resolve_device
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import CnnlabError, ConfigError, TrainingAborted
 from cnnlab.fileio import append_jsonl, atomic_write_json, read_jsonl
 from cnnlab.models import ModelSpec, build_model
 from cnnlab.rundir import RunDir
@@ -164,6 +164,12 @@ def train(
     val_images, val_labels = val_split.images.to(device), val_split.labels.to(device)
 
     def save_position(status: str) -> None:
+        if not ckpt.weights_are_finite(model):
+            raise TrainingAborted(
+                f"The weights became NaN or infinite by step {state.global_step}; training has "
+                "stopped and the last good checkpoint is kept. Lower --learning-rate (or use "
+                "--schedule onecycle for a warm-up) and train again."
+            )
         training_state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -311,11 +317,14 @@ def _restore(run: RunDir, model: nn.Module, optimizer, scheduler) -> RunState:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CnnlabError(
-            f"Checkpoint '{checkpoint.path}' lacks training state ({error!r}); it cannot be resumed."
+            f"Checkpoint '{checkpoint.path}' lacks training state ({error!r}); it cannot be "
+            "resumed."
         ) from None
     # Epoch rows written after this checkpoint's epoch belong to a future that will be redone;
     # rows the checkpoint knows but metrics.jsonl lost (a crash between the two writes) come back.
-    logged = {row.get("epoch") for row in read_jsonl(run.metrics)} if run.metrics.exists() else set()
+    logged = (
+        {row.get("epoch") for row in read_jsonl(run.metrics)} if run.metrics.exists() else set()
+    )
     for row in state.history:
         if row["epoch"] not in logged:
             append_jsonl(run.metrics, row)
@@ -343,7 +352,11 @@ def _improved(monitor: str, value: float, best: float | None) -> bool:
 
 
 def _best(state: RunState, config: TrainConfig) -> dict[str, Any]:
-    return {"best_epoch": state.best_epoch, "monitor": config.monitor, "best_score": state.best_score}
+    return {
+        "best_epoch": state.best_epoch,
+        "monitor": config.monitor,
+        "best_score": state.best_score,
+    }
 
 
 def _epoch_row(state: RunState, optimizer, seconds: float) -> dict[str, Any]:

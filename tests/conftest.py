@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny, fast training configurations on scikit-learn's bundled digits."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def tiny_config():
+    """A TrainConfig factory for runs of a second or two on digits."""
+    from cnnlab.training.config import TrainConfig
+
+    def make(**overrides):
+        settings = dict(
+            data="digits",
+            model="small-cnn",
+            model_options={"widths": [8, 16], "depth": 1},
+            epochs=2,
+            batch_size=64,
+            val_fraction=0.2,
+            download=False,
+        )
+        settings.update(overrides)
+        return TrainConfig(**settings)
+
+    return make

@@ -1,0 +1,266 @@
+"""The command line end to end: train, evaluate, predict, listings, interruption and bad input."""
+
+import csv
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.cli import build_parser, main
+from cnnlab.data import load_dataset, save_image_file
+from cnnlab.training import checkpoint as ckpt
+
+TINY = [
+    "--data",
+    "digits",
+    "--learning-rate",
+    "0.1",
+    "--model-options",
+    "widths=[16,32]",
+    "--model-options",
+    "depth=1",
+    "--batch-size",
+    "64",
+    "--quiet",
+    "--no-download",
+]
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--epochs", "3", "--out", str(run)]) == 0
+    return run
+
+
+def test_every_command_has_complete_help():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(commands) == {"train", "evaluate", "predict", "datasets", "models"}
+    for name, sub in commands.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            if action.help is not argparse_suppress():
+                assert action.help, f"{name} {action.option_strings} has no help"
+        assert "usage: cnnlab " + name in text
+    train_help = commands["train"].format_help()
+    for flag in (
+        "--learning-rate",
+        "--schedule",
+        "--label-smoothing",
+        "--early-stopping",
+        "--class-weighted-loss",
+        "--resume",
+        "--config",
+        "--seed",
+        "--nesterov",
+    ):
+        assert flag in train_help
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def test_train_evaluate_writes_the_contract_files(trained_run, capsys):
+    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--json")
+    assert code == 0
+    metrics = json.loads(out)
+    for key in (
+        "accuracy",
+        "top_k_accuracy",
+        "balanced_accuracy",
+        "cohen_kappa",
+        "per_class",
+        "confusion_matrix",
+        "confusion_matrix_normalized",
+    ):
+        assert key in metrics
+    assert metrics["num_samples"] == 359 and metrics["accuracy"] > 0.5
+    for name in ("test.json", "test-confusion.png", "test-predictions.csv"):
+        assert (trained_run / "eval" / name).is_file()
+    code, out, _ = run_cli(capsys, "evaluate", trained_run, "--split", "val")
+    assert code == 0 and "balanced accuracy" in out and "cohen kappa" in out
+
+
+def test_predict_matches_evaluate_on_the_same_images(trained_run, capsys, tmp_path):
+    assert main(["evaluate", str(trained_run)]) == 0
+    capsys.readouterr()
+    with open(trained_run / "eval" / "test-predictions.csv") as f:
+        rows = list(csv.DictReader(f))[:25]
+    dataset = load_dataset("digits")
+    paths = []
+    for row in rows:
+        index = int(row["sample"].split(":")[1])
+        paths.append(tmp_path / f"{index}.png")
+        save_image_file(dataset.test_images[index], paths[-1])
+    out_csv = tmp_path / "pred.csv"
+    code, out, _ = run_cli(capsys, "predict", trained_run, *paths, "--json", "--csv", out_csv)
+    assert code == 0
+    predicted = [r["predicted"] for r in json.loads(out)]
+    assert predicted == [r["predicted"] for r in rows]
+    with open(out_csv) as f:
+        assert [r["predicted"] for r in csv.DictReader(f)] == predicted
+
+
+def test_listings(capsys):
+    code, out, _ = run_cli(capsys, "models", "--json")
+    assert code == 0 and {m["name"] for m in json.loads(out)} >= {"lenet5", "small-cnn"}
+    code, out, _ = run_cli(capsys, "datasets", "--json")
+    infos = {d["name"]: d for d in json.loads(out)}
+    assert code == 0 and infos["digits"]["found_at"] == "scikit-learn (bundled)"
+    assert {"mnist", "fashion-mnist"} <= set(infos)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "--data", "digitz"], "Did you mean 'digits'"),
+        (["train", "--model", "lenet"], "Did you mean 'lenet5'"),
+        (["train", "--epochs", "0"], "--epochs 0 is invalid"),
+        (["evaluate", "/nonexistent/run"], "does not exist"),
+        (["train", "--resume", "/nonexistent/run"], "does not exist"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(capsys, args, expected):
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert expected in err and "Traceback" not in err
+
+
+def test_malformed_idx_file_is_a_clear_error(capsys, tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (folder / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00\x00\x00\x05" * 2)
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        tmp_path,
+        "--out",
+        tmp_path / "run",
+        "--no-download",
+    )
+    assert code == 2 and "idx" in err.lower() and "Traceback" not in err
+
+
+def test_truncated_checkpoints_fall_back_then_fail_clearly(trained_run, capsys, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    best = run / "checkpoints" / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:500])
+    code, _, err = run_cli(capsys, "evaluate", run)
+    assert code == 0 and "corrupt or truncated" in err
+    for weights in (run / "checkpoints").glob("step-*.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:500])
+    code, _, err = run_cli(capsys, "evaluate", run)
+    assert code == 2 and "No usable checkpoint" in err and "Traceback" not in err
+
+
+class CreatesAFile:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_a_malicious_training_state_never_runs(trained_run, capsys, tmp_path, writer):
+    import hashlib
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    marker = tmp_path / "pwned"
+    sidecar = ckpt.numbered_sidecars(run / "checkpoints")[0]
+    state = sidecar.with_suffix(".state.pt")
+    payload = {"optimizer": CreatesAFile(marker)}
+    if writer == "pickle":
+        state.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, state)
+    meta = json.loads(sidecar.read_text())  # an attacker controls the sidecar too
+    meta["state_sha256"] = hashlib.sha256(state.read_bytes()).hexdigest()
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match="refused"):
+        ckpt.read_checkpoint(sidecar)
+    code, _, err = run_cli(capsys, "train", "--resume", run)
+    assert not marker.exists()
+    assert "refused" in err and "Traceback" not in err
+    # A pickle posing as the weights file is not safetensors and is refused as well.
+    weights = sidecar.with_suffix(".safetensors")
+    weights.write_bytes(pickle.dumps(CreatesAFile(marker)))
+    with pytest.raises(ckpt.CheckpointError):
+        ckpt.read_checkpoint(sidecar, with_state=False)
+    assert not marker.exists()
+
+
+def test_sigint_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        *TINY,
+        "--batch-size",
+        "16",
+        "--epochs",
+        "4",
+        "--no-quiet" if False else "--val-fraction",
+        "0.2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    straight = subprocess.run([*args, "--out", tmp_path / "straight"], env=env, capture_output=True)
+    assert straight.returncode == 0, straight.stderr.decode()
+
+    loud = [a for a in args if a != "--quiet"]
+    process = subprocess.Popen(
+        [*loud, "--out", tmp_path / "run"],
+        env=env,
+        text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    for line in process.stderr:  # the first epoch summary: the signal lands in epoch 2
+        if line.startswith("epoch 1/4  train loss"):
+            process.send_signal(signal.SIGINT)
+            break
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    meta = json.loads(ckpt.numbered_sidecars(tmp_path / "run" / "checkpoints")[0].read_text())
+    assert meta["status"] in ("interrupted", "running") and meta["epoch"] < 4
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--resume", tmp_path / "run", "--quiet"],
+        env=env,
+        capture_output=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    a = ckpt.latest_checkpoint(tmp_path / "straight" / "checkpoints").weights
+    b = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints").weights
+    assert all(torch.equal(a[k], b[k]) for k in a)

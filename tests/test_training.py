@@ -1,0 +1,252 @@
+"""The training core: configuration, schedules, exact resume, interruption, non-finite loss."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.data.loader import Normalizer
+from cnnlab.errors import ConfigError, TrainingAborted
+from cnnlab.fileio import read_jsonl
+from cnnlab.models import ModelSpec, build_model
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
+from cnnlab.training.loop import EpochTotals, StepSettings, train_one_epoch
+from cnnlab.training.optim import build_optimizer, build_scheduler
+from cnnlab.training.run import StopFlag, train
+
+
+class StopAfter(StopFlag):
+    """Trips after `steps` checks, as a Ctrl-C arriving during that step would."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.remaining = steps
+
+    def __call__(self) -> bool:
+        if self.signal_number is None:
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.request()
+        return super().__call__()
+
+
+def final_weights(run) -> dict:
+    return ckpt.latest_checkpoint(run / "checkpoints").weights
+
+
+def epoch_rows(run) -> list:
+    rows = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "epoch"]
+    return [
+        {k: v for k, v in r.items() if k not in ("time", "epoch_seconds", "images_per_second")}
+        for r in rows
+    ]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_config_round_trips_and_validates():
+    config = TrainConfig(epochs=3, optimizer="adamw", model_options={"depth": 1})
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ConfigError, match="--epochs 0 is invalid"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="choose one of sgd, adamw"):
+        TrainConfig(optimizer="adam")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_toml_sets_defaults_with_dashes_or_underscores(tmp_path):
+    path = tmp_path / "recipe.toml"
+    path.write_text('[train]\nlearning-rate = 0.2\nbatch_size = 32\nmodel = "lenet5"\n')
+    config = TrainConfig.from_dict(load_toml(path))
+    assert (config.learning_rate, config.batch_size, config.model) == (0.2, 32, "lenet5")
+    (tmp_path / "bad.toml").write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_toml(tmp_path / "bad.toml")
+
+
+def test_model_option_values_are_json_or_strings():
+    assert parse_model_option("widths=[16, 32]") == ("widths", [16, 32])
+    assert parse_model_option("name=abc") == ("name", "abc")
+    with pytest.raises(ConfigError):
+        parse_model_option("novalue")
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def _optimizer_and_schedule(schedule, **overrides):
+    model = nn.Linear(4, 2)
+    config = TrainConfig(schedule=schedule, epochs=4, learning_rate=0.1, **overrides)
+    optimizer = build_optimizer(config, model)
+    return optimizer, build_scheduler(config, optimizer, steps_per_epoch=10)
+
+
+def _lrs(optimizer, scheduler, steps):
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_onecycle_peaks_after_warmup_and_ends_near_zero():
+    optimizer, scheduler = _optimizer_and_schedule("onecycle", warmup_fraction=0.25)
+    lrs = _lrs(optimizer, scheduler, 40)
+    assert max(lrs) == pytest.approx(0.1, rel=1e-6)
+    assert lrs.index(max(lrs)) in (9, 10)  # 25% of 40 steps
+    assert lrs[-1] < 1e-3
+
+
+def test_step_schedule_decays_every_step_epochs():
+    optimizer, scheduler = _optimizer_and_schedule("step", step_epochs=2, step_gamma=0.5)
+    lrs = _lrs(optimizer, scheduler, 40)
+    assert lrs[0] == lrs[19] == pytest.approx(0.1) and lrs[20] == pytest.approx(0.05)
+
+
+def test_cosine_and_constant():
+    optimizer, scheduler = _optimizer_and_schedule("cosine")
+    lrs = _lrs(optimizer, scheduler, 40)
+    assert lrs[20] == pytest.approx(0.05) and lrs[0] == pytest.approx(0.1)
+    optimizer, scheduler = _optimizer_and_schedule("constant")
+    assert all(lr == pytest.approx(0.1) for lr in _lrs(optimizer, scheduler, 40))
+
+
+def test_weight_decay_spares_biases_and_norm_scales():
+    model = build_model(ModelSpec("small-cnn", 1, 10, (8, 8)))
+    optimizer = build_optimizer(TrainConfig(weight_decay=0.01), model)
+    decayed, spared = optimizer.param_groups
+    assert all(p.ndim >= 2 for p in decayed["params"]) and decayed["weight_decay"] == 0.01
+    assert all(p.ndim == 1 for p in spared["params"]) and spared["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
+@pytest.mark.parametrize("optimizer_name", ["sgd", "adamw"])
+def test_optimizer_and_schedule_state_load_without_pickled_code(tmp_path, schedule, optimizer_name):
+    model = nn.Linear(4, 2)
+    config = TrainConfig(schedule=schedule, optimizer=optimizer_name)
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer, 5)
+    model(torch.randn(3, 4)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    torch.save({"o": optimizer.state_dict(), "s": scheduler.state_dict()}, tmp_path / "s.pt")
+    loaded = ckpt.load_state_file(tmp_path / "s.pt")
+    build_scheduler(config, build_optimizer(config, model), 5).load_state_dict(loaded["s"])
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def test_nonfinite_loss_skips_the_step_then_aborts():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    settings = StepSettings(Normalizer((0.5,), (0.5,)), max_nonfinite_steps=3)
+    images = torch.randint(0, 255, (4, 1, 2, 2), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0])
+    calls = []
+
+    def loss_fn(logits, targets):  # NaN on calls 1, 3, 4, 5; finite on call 2
+        calls.append(1)
+        loss = nn.functional.cross_entropy(logits, targets)
+        return loss if len(calls) == 2 else loss * float("nan")
+
+    before = [p.detach().clone() for p in model.parameters()]
+    totals = EpochTotals()
+    train_one_epoch(model, [(images, labels)], optimizer, scheduler, loss_fn, settings, totals)
+    assert totals.skipped_steps == 1 and totals.seen == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    train_one_epoch(model, [(images, labels)], optimizer, scheduler, loss_fn, settings, totals)
+    assert totals.consecutive_nonfinite == 0 and totals.seen == 4
+    with pytest.raises(TrainingAborted, match="3 consecutive steps"):
+        train_one_epoch(
+            model, [(images, labels)] * 5, optimizer, scheduler, loss_fn, settings, totals
+        )
+
+
+def test_diverging_run_aborts_and_never_saves_nonfinite_weights(tmp_path, tiny_config):
+    config = tiny_config(
+        learning_rate=1e6,
+        schedule="constant",
+        epochs=3,
+        weight_decay=0.0,
+        checkpoint_every_steps=1,
+        model_options={"widths": [8], "depth": 1},
+    )
+    with pytest.raises(TrainingAborted, match="not finite|NaN or infinite"):
+        train(config, tmp_path / "run", show_progress=False)
+    for sidecar in (tmp_path / "run" / "checkpoints").glob("*.json"):
+        weights = ckpt.read_checkpoint(sidecar, with_state=False).weights
+        assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+# ---------------------------------------------------------------- runs, resume
+
+
+def test_run_directory_has_the_contract_files(tmp_path, tiny_config):
+    result = train(tiny_config(), tmp_path / "run", show_progress=False)
+    run = tmp_path / "run"
+    assert result.status == "complete" and result.epochs_done == 2
+    for name in ("config.json", "dataset.json", "model.json", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    dataset = json.loads((run / "dataset.json").read_text())
+    train_idx, val_idx = dataset["splits"]["train"]["indices"], dataset["splits"]["val"]["indices"]
+    assert not set(train_idx) & set(val_idx) and len(train_idx) + len(val_idx) == 1438
+    assert sum(dataset["class_counts"]["val"]) == len(val_idx)
+    model = json.loads((run / "model.json").read_text())
+    assert build_model(ModelSpec.from_dict(model)) is not None
+    assert len(epoch_rows(run)) == 2
+    assert (run / "checkpoints" / "best.safetensors").is_file()
+    with pytest.raises(Exception, match="already holds a run"):
+        train(tiny_config(), run, show_progress=False)
+
+
+@pytest.mark.parametrize("stop_after", [5, 23])  # mid-epoch 1; exactly at the end of epoch 1
+def test_resume_after_interrupt_gives_identical_weights(tmp_path, tiny_config, stop_after):
+    config = tiny_config(epochs=3, dropout=0.3)  # dropout: the RNG state must be restored too
+    train(config, tmp_path / "straight", show_progress=False)
+    interrupted = train(
+        config, tmp_path / "resumed", stop=StopAfter(stop_after), show_progress=False
+    )
+    assert interrupted.status == "interrupted"
+    resumed = train(config, tmp_path / "resumed", resume=True, show_progress=False)
+    assert resumed.status == "complete"
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert epoch_rows(tmp_path / "straight") == epoch_rows(tmp_path / "resumed")
+
+
+def test_resume_falls_back_when_the_latest_checkpoint_is_truncated(tmp_path, tiny_config):
+    config = tiny_config(epochs=3)
+    train(config, tmp_path / "straight", show_progress=False)
+    run = tmp_path / "run"
+    train(config, run, stop=StopAfter(30), show_progress=False)  # epoch 2 of 3, mid-way
+    newest = ckpt.numbered_sidecars(run / "checkpoints")[0].with_suffix(".safetensors")
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="corrupt or truncated"):
+        train(config, run, resume=True, show_progress=False)
+    a, b = final_weights(tmp_path / "straight"), final_weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, tiny_config):
+    config = tiny_config(epochs=6, learning_rate=1e-9, schedule="constant", early_stopping=2)
+    result = train(config, tmp_path / "run", show_progress=False)
+    assert result.status == "early-stopped"
+    assert result.epochs_done == 3 and result.best["best_epoch"] == 1
+
+
+def test_class_weighted_loss_uses_inverse_frequency(tmp_path, tiny_config):
+    from cnnlab.training.run import _loss_function
+
+    record = {"class_counts": {"train": [10, 30, 60]}}
+    loss = _loss_function(tiny_config(class_weighted_loss=True), record, torch.device("cpu"))
+    assert torch.allclose(loss.weight, torch.tensor([100 / 30, 100 / 90, 100 / 180]))
