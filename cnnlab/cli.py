@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib
 import io
 import json
+import logging
 import signal
 import sys
 import warnings
@@ -20,6 +22,10 @@ from typing import Any
 import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_text
+
+# Commands beyond the core ones live in their own modules, each with `register(commands)` that adds
+# its sub-parser (with `handler` set); list them here, in the order `cnnlab --help` shows them.
+COMMAND_MODULES: list[str] = []
 
 EPILOG_TRAIN = """examples:
   cnnlab train --data digits --model small-cnn --epochs 10 --out runs/digits
@@ -41,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("cnnlab").addHandler(handler)
+    logging.getLogger("cnnlab").setLevel(logging.INFO)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -72,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_datasets(commands)
     _add_models(commands)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 

@@ -14,7 +14,8 @@ from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
 from cnnlab.training.loop import EpochTotals, StepSettings, train_one_epoch
 from cnnlab.training.optim import build_optimizer, build_scheduler
-from cnnlab.training.run import StopFlag, train
+from cnnlab.training.interrupt import StopFlag
+from cnnlab.training.run import train
 
 
 class StopAfter(StopFlag):
@@ -250,3 +251,36 @@ def test_class_weighted_loss_uses_inverse_frequency(tmp_path, tiny_config):
     record = {"class_counts": {"train": [10, 30, 60]}}
     loss = _loss_function(tiny_config(class_weighted_loss=True), record, torch.device("cpu"))
     assert torch.allclose(loss.weight, torch.tensor([100 / 30, 100 / 90, 100 / 180]))
+
+
+# ---------------------------------------------------------------- progress
+
+
+class FakeStream:
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_redraws_on_a_terminal_and_prints_plain_lines_otherwise(tty):
+    from cnnlab.training.progress import Progress
+
+    stream = FakeStream(tty)
+    progress = Progress(total_steps=100, stream=stream, plain_interval=0.0)
+    progress.interval = 0.0
+    for step in range(1, 4):
+        progress.update(1, 2, step, loss=0.5, accuracy=0.75, images=64)
+    progress.message("epoch 1/2 done")
+    assert "epoch 1/2  step 3/100  loss 0.5000  acc 0.7500" in stream.text
+    assert "img/s" in stream.text and "left" in stream.text
+    assert ("\r" in stream.text) == tty
+    assert stream.text.endswith("epoch 1/2 done\n")

@@ -114,6 +114,11 @@ def locate_dataset(
     download: bool = True,
 ) -> Path:
     """The folder holding a data set's files: found on disk, or else downloaded into the cache."""
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise DataError(
+            f"--data-dir '{data_dir}' is not a folder. Give the folder that holds {name}/ (or "
+            f"its files {', '.join(file_names)}), or leave --data-dir out to use the search path."
+        )
     folder = find_dataset_dir(name, file_names, data_dir)
     if folder is not None:
         return folder

@@ -139,7 +139,9 @@ def load_state_file(path: Path, expected_sha256: str | None = None) -> dict[str,
 def _load_state(path: Path, expected_sha256: str | None) -> dict[str, Any]:
     data = _read_verified(path, expected_sha256)
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(

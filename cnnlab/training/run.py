@@ -7,12 +7,9 @@ continues from the newest good checkpoint and ends with the same weights an unin
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,46 +28,10 @@ from cnnlab.models import ModelSpec, build_model
 from cnnlab.rundir import RunDir
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.interrupt import StopFlag, stop_on_signals
 from cnnlab.training.loop import EpochTotals, StepSettings, epoch_summary, evaluate, train_one_epoch
 from cnnlab.training.optim import build_optimizer, build_scheduler
 from cnnlab.training.progress import Progress, format_duration
-
-
-class StopFlag:
-    """Set by a signal handler (or a test); the loop checks it after every step."""
-
-    def __init__(self) -> None:
-        self.signal_number: int | None = None
-
-    def request(self, signal_number: int = signal.SIGINT) -> None:
-        self.signal_number = signal_number
-
-    def __call__(self) -> bool:
-        return self.signal_number is not None
-
-
-@contextlib.contextmanager
-def stop_on_signals(flag: StopFlag, progress: Progress) -> Iterator[None]:
-    """First SIGINT/SIGTERM: finish the step and checkpoint. A second SIGINT stops at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signal_number: int, frame: Any) -> None:
-        if flag() and signal_number == signal.SIGINT:
-            raise KeyboardInterrupt
-        flag.request(signal_number)
-        progress.message(
-            f"{signal.Signals(signal_number).name} received: finishing this step and saving a "
-            "checkpoint (Ctrl-C again to stop at once; the last checkpoint is kept)."
-        )
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signal_number, old in previous.items():
-            signal.signal(signal_number, old)
 
 
 @dataclass

@@ -1,0 +1,51 @@
+"""Stopping training cleanly: SIGINT/SIGTERM set a flag that the loop checks after every step.
+
+The loop then saves a checkpoint and returns, so an interruption never loses more than one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from cnnlab.training.progress import Progress
+
+
+class StopFlag:
+    """Set by a signal handler (or a test); the loop checks it after every step."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+    def request(self, signal_number: int = signal.SIGINT) -> None:
+        self.signal_number = signal_number
+
+    def __call__(self) -> bool:
+        return self.signal_number is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals(flag: StopFlag, progress: Progress) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the step and checkpoint. A second SIGINT stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signal_number: int, frame: Any) -> None:
+        if flag() and signal_number == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.request(signal_number)
+        progress.message(
+            f"{signal.Signals(signal_number).name} received: finishing this step and saving a "
+            "checkpoint (Ctrl-C again to stop at once; the last checkpoint is kept)."
+        )
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signal_number, old in previous.items():
+            signal.signal(signal_number, old)
