@@ -12,9 +12,9 @@ from cnnlab.fileio import read_jsonl
 from cnnlab.models import ModelSpec, build_model
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
+from cnnlab.training.interrupt import StopFlag
 from cnnlab.training.loop import EpochTotals, StepSettings, train_one_epoch
 from cnnlab.training.optim import build_optimizer, build_scheduler
-from cnnlab.training.interrupt import StopFlag
 from cnnlab.training.run import train
 
 
