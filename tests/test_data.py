@@ -263,6 +263,7 @@ def test_offline_error_lists_searched_folders(tmp_path, monkeypatch):
     offline = Download(url_bases=(UNREACHABLE,), md5=locate.DOWNLOADS["mnist"].md5)
     monkeypatch.setitem(locate.DOWNLOADS, "mnist", offline)
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "env"))
+    (tmp_path / "explicit").mkdir()
     with pytest.raises(DataError) as caught:
         load_dataset("mnist", data_dir=tmp_path / "explicit")
     message = str(caught.value)
@@ -496,3 +497,8 @@ def test_real_dataset_facts(name):
     means, stds = channel_mean_std(dataset.train_images)
     assert (round(means[0], 4), round(stds[0], 4)) == (mean, std)
     assert dataset_info(name, data_dir=SHARED_DATASETS)["found_at"] == dataset.location
+
+
+def test_a_data_dir_that_is_not_a_folder_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="is not a folder"):
+        load_dataset("mnist", data_dir=tmp_path / "typo", download=False)
