@@ -271,16 +271,20 @@ class FakeStream:
 
 
 @pytest.mark.parametrize("tty", [True, False])
-def test_progress_redraws_on_a_terminal_and_prints_plain_lines_otherwise(tty):
+def test_progress_redraws_on_a_terminal_and_prints_plain_lines_otherwise(tty, monkeypatch):
+    from cnnlab.training import progress as progress_module
     from cnnlab.training.progress import Progress
 
+    clock = iter(range(100))  # one second per call
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: float(next(clock)))
     stream = FakeStream(tty)
     progress = Progress(total_steps=100, stream=stream, plain_interval=0.0)
     progress.interval = 0.0
-    for step in range(1, 4):
+    for step in range(0, 4):
         progress.update(1, 2, step, loss=0.5, accuracy=0.75, images=64)
     progress.message("epoch 1/2 done")
     assert "epoch 1/2  step 3/100  loss 0.5000  acc 0.7500" in stream.text
-    assert "img/s" in stream.text and "left" in stream.text
+    # 64 images a second; 3 steps in 3 s so far, 97 steps left: 1:37.
+    assert "64 img/s  left 1:37" in stream.text
     assert ("\r" in stream.text) == tty
     assert stream.text.endswith("epoch 1/2 done\n")

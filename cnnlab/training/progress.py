@@ -54,9 +54,10 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if self._start_step is None:
+        if self._start_step is None:  # the first step only starts the clocks
             self._start_step, self._start_time = step, now
-            self._window_time, self._window_images = now, 0
+            self._window_time, self._window_images, self._last = now, 0, now
+            return
         self._window_images += images
         if now - self._last < self.interval:
             return
