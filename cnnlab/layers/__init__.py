@@ -1,0 +1,1 @@
+"""nn.Modules built on torch.nn and cnnlab.ops."""

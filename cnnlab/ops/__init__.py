@@ -1,0 +1,1 @@
+"""Stateless image operations from the seed slides, on [B, C, H, W] tensors."""
