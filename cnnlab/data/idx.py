@@ -27,7 +27,7 @@ IDX_TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 MAX_DIMS = 8
-MAX_PAYLOAD_BYTES = 4 * 1024**3  # the largest IDX file in use (MNIST train) is 47 MB
+MAX_PAYLOAD_BYTES = 1024**3  # the largest IDX file in use (MNIST train) holds 47 MB
 GZIP_MAGIC = b"\x1f\x8b"
 
 
