@@ -1,5 +1,5 @@
-"""Divisive and linear normalisation as nn.Modules (seed slide 000, "Divisive normalization" and
-"Linear normalization"); both have no parameters and work for any number of channels."""
+"""Divisive, linear and the slides' batch normalisation as nn.Modules (seed slide 000,
+"Divisive normalization", "Linear normalization", "Batch normalization"), for any channel count."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.ops.normalization import (
+    BATCH_STATISTICS,
     LINEAR_NORMALIZATION_MODES,
+    batch_normalization,
     divisive_normalization,
     linear_normalization,
 )
@@ -51,3 +53,37 @@ class LinearNormalization(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"
+
+
+class BatchNormalization(nn.Module):
+    """The slides' batch normalisation, (I_k(p) - mu_k(p)) / sigma_k(p) * gamma + beta, with
+    unbiased sigma (n - 1) and learnable gamma and beta (initially 1 and 0).
+
+    num_channels=None keeps gamma and beta as the slides' two scalars; an int gives one pair per
+    band, as torch does. statistics="pixel" is the slides' mu_k(p) (per pixel and band over the
+    batch); "channel" pools each band's pixels too. Like the slides, and unlike
+    nn.BatchNorm2d, there are no running averages: statistics always come from the batch at
+    hand, in evaluation too, so evaluate in batches of 2 or more images. See
+    cnnlab.ops.batch_normalization for every difference from nn.BatchNorm2d.
+    """
+
+    def __init__(
+        self, num_channels: int | None = None, statistics: str = "pixel", epsilon: float = 1e-8
+    ) -> None:
+        super().__init__()
+        if statistics not in BATCH_STATISTICS:
+            raise ConfigError(
+                f"Unknown batch statistics {statistics!r}; expected one of "
+                f"{', '.join(BATCH_STATISTICS)}."
+            )
+        shape = () if num_channels is None else (num_channels, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.statistics = statistics
+        self.epsilon = epsilon
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # [n, C, H, W] -> same
+        return batch_normalization(images, self.gamma, self.beta, self.statistics, self.epsilon)
+
+    def extra_repr(self) -> str:
+        return f"gamma shape={tuple(self.gamma.shape)}, statistics={self.statistics!r}"
