@@ -25,7 +25,7 @@ from cnnlab.fileio import atomic_write_text
 
 # Commands beyond the core ones live in their own modules, each with `register(commands)` that adds
 # its sub-parser (with `handler` set); list them here, in the order `cnnlab --help` shows them.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["cnnlab.commands.augment"]
 
 EPILOG_TRAIN = """examples:
   cnnlab train --data digits --model small-cnn --epochs 10 --out runs/digits
@@ -200,7 +200,8 @@ def _print_train_summary(summary: dict[str, Any]) -> None:
     if last and "val_accuracy" in last:
         print(
             f"last epoch: val accuracy {last['val_accuracy']:.4f}, "
-            f"balanced accuracy {last['val_balanced_accuracy']:.4f}"
+            f"balanced accuracy {last['val_balanced_accuracy']:.4f}, "
+            f"Cohen's kappa {last['val_cohen_kappa']:.4f}"
         )
     if best:
         print(f"best: {best['monitor']} {best['best_score']:.4f} at epoch {best['best_epoch']}")

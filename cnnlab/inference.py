@@ -119,7 +119,10 @@ def predict_files(
     loaded = load_run(run_path, which, device)
     record = loaded.record
     size = (record["image_size"][0], record["image_size"][1])
-    images = torch.stack([load_image_file(p, record["channels"], size) for p in image_paths])
+    aspect = record.get("preprocess", {}).get("aspect", "stretch")
+    images = torch.stack(
+        [load_image_file(p, record["channels"], size, aspect=aspect) for p in image_paths]
+    )
     logits = predict_logits(loaded.model, images.to(loaded.device), loaded.settings)
     probabilities = torch.softmax(logits, dim=1)
     k = min(top_k, probabilities.shape[1])

@@ -288,10 +288,10 @@ def test_no_download_when_turned_off(tmp_path, monkeypatch):
 
 
 def test_registry_names_and_errors():
-    assert DATASETS.names() == ["digits", "fashion-mnist", "mnist"]
+    assert DATASETS.names() == ["cifar10", "digits", "fashion-mnist", "mnist"]
     with pytest.raises(UnknownNameError, match="'mnist'"):
         load_dataset("mnsit")
-    with pytest.raises(DataError, match="folder: sources are not supported yet"):
+    with pytest.raises(DataError, match="is not a folder"):
         load_dataset("folder:/some/images")
 
 

@@ -32,6 +32,18 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_samples, generator=generator)
 
 
+def balanced_epoch_order(labels: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """len(labels) indices drawn with replacement so every class is equally likely per draw.
+
+    Like epoch_order, a pure function of (labels, seed, epoch), so resumed runs see the same order.
+    """
+    labels = labels.cpu()
+    counts = torch.bincount(labels).to(torch.float64)
+    weights = 1.0 / counts.clamp(min=1)[labels]  # [N]: each class sums to 1
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_009)
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+
 def num_batches(num_samples: int, batch_size: int) -> int:
     """Batches per epoch; a final batch of a single image is dropped (BatchNorm cannot use it)."""
     full, remainder = divmod(num_samples, batch_size)

@@ -63,13 +63,22 @@ DOWNLOADS: dict[str, Download] = {
             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
         },
     ),
+    "cifar10": Download(
+        url_bases=("https://www.cs.toronto.edu/~kriz/",),
+        md5={"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+    ),
 }
+
+
+def cache_root() -> Path:
+    """cnnlab's user cache folder: $XDG_CACHE_HOME/cnnlab (default ~/.cache/cnnlab)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root).expanduser() / "cnnlab"
 
 
 def cache_dir(name: str) -> Path:
     """The user cache folder of one data set: $XDG_CACHE_HOME/cnnlab/datasets/<name>."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root).expanduser() / "cnnlab" / "datasets" / name
+    return cache_root() / "datasets" / name
 
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -1,8 +1,8 @@
 """`dataset.json`: what a run was trained on, so later commands rebuild the exact same splits.
 
-It records the source, class names, image size and bands, normalisation statistics, and split
-membership as indices into the source's own train/test sets, plus a checksum of each source split's
-labels so that evaluating against different data is caught instead of silently mis-scored.
+It records the source, class names, image size and bands, preprocessing, normalisation statistics
+and split membership: indices into the source's own parts (train, val, test) plus a checksum of
+each part's labels, and for folder: sources the file paths themselves and the files skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.data.folder import LoadOptions
 from cnnlab.data.sources import ImageDataset, load_dataset
 from cnnlab.data.splits import channel_mean_std, stratified_split
 from cnnlab.errors import DataError
@@ -24,7 +25,7 @@ SPLITS = ("train", "val", "test")
 class SplitData:
     images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor  # int64 [N]
-    sample_ids: list[str]  # "<source split>:<index>"
+    sample_ids: list[str]  # "<source part>:<index>", or the file path for folder: sources
 
 
 def labels_checksum(labels: torch.Tensor) -> str:
@@ -35,16 +36,68 @@ def class_counts(labels: torch.Tensor, num_classes: int) -> list[int]:
     return torch.bincount(labels, minlength=num_classes).tolist()
 
 
-def make_record(dataset: ImageDataset, val_fraction: float, seed: int) -> dict[str, Any]:
-    """Split train into train/val (stratified, seeded), compute statistics on the train part."""
-    if val_fraction > 0:
-        train_idx, val_idx = stratified_split(dataset.train_labels, val_fraction, seed)
+def _part(dataset: ImageDataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if name == "val":
+        return dataset.val_images, dataset.val_labels
+    if name == "test":
+        return dataset.test_images, dataset.test_labels
+    return dataset.train_images, dataset.train_labels
+
+
+def _carve(
+    labels: torch.Tensor, pool: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the indices `pool` of labels into (kept, carved), stratified and seeded."""
+    if fraction <= 0 or len(pool) == 0:
+        return pool, torch.empty(0, dtype=torch.int64)
+    kept, carved = stratified_split(labels[pool], fraction, seed)
+    return pool[kept], pool[carved]
+
+
+def make_record(
+    dataset: ImageDataset,
+    val_fraction: float,
+    seed: int,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> dict[str, Any]:
+    """Choose the splits and compute statistics on the train split.
+
+    A data set without test images (a folder without test/) gets a test split of test_fraction
+    of each class, seeded by split_seed so it does not move with the run's seed; one without its
+    own validation images gets val_fraction of what remains for training, seeded by seed.
+    """
+    train_pool = torch.arange(len(dataset.train_labels))
+    test_from, test_carved = "test", False
+    test_indices = torch.arange(len(dataset.test_labels))
+    if len(dataset.test_labels) == 0:
+        train_pool, test_indices = _carve(dataset.train_labels, train_pool, test_fraction,
+                                          split_seed)  # fmt: skip
+        test_from, test_carved = "train", True
+    if dataset.val_labels is not None and len(dataset.val_labels):
+        val_from, val_indices = "val", torch.arange(len(dataset.val_labels))
+        train_indices = train_pool
     else:
-        train_idx = torch.arange(len(dataset.train_labels))
-        val_idx = torch.empty(0, dtype=torch.int64)
-    mean, std = channel_mean_std(dataset.train_images.index_select(0, train_idx))
+        val_from = "train"
+        train_indices, val_indices = _carve(dataset.train_labels, train_pool, val_fraction, seed)
+    chosen = {
+        "train": ("train", train_indices),
+        "val": (val_from, val_indices),
+        "test": (test_from, test_indices),
+    }
+    if not len(train_indices):
+        raise DataError(f"Data set {dataset.name!r} leaves no images for training.")
+    mean, std = channel_mean_std(dataset.train_images.index_select(0, train_indices))
     k = dataset.num_classes
-    return {
+    parts = ["train", "test"] + (["val"] if val_from == "val" else [])
+    splits, counts = {}, {}
+    for split, (source, indices) in chosen.items():
+        splits[split] = {"from": source, "indices": indices.tolist()}
+        if dataset.files is not None:
+            names = dataset.files[source]
+            splits[split]["files"] = [names[i] for i in indices.tolist()]
+        counts[split] = class_counts(_part(dataset, source)[1][indices], k)
+    record = {
         "source": dataset.name,
         "location": dataset.location,
         "class_names": list(dataset.class_names),
@@ -52,45 +105,56 @@ def make_record(dataset: ImageDataset, val_fraction: float, seed: int) -> dict[s
         "channels": dataset.channels,
         "image_size": list(dataset.image_size),
         "normalization": {"mean": mean, "std": std, "applied_as": "(x / 255 - mean) / std"},
-        "preprocess": {"resize": "bilinear", "keep_aspect": False},
+        "preprocess": dataset.preprocess
+        or {"resize": "bilinear", "aspect": "stretch", "image_size": list(dataset.image_size)},
         "split_seed": seed,
         "val_fraction": val_fraction,
-        "source_checksums": {
-            "train": labels_checksum(dataset.train_labels),
-            "test": labels_checksum(dataset.test_labels),
-        },
-        "splits": {
-            "train": {"from": "train", "indices": train_idx.tolist()},
-            "val": {"from": "train", "indices": val_idx.tolist()},
-            "test": {"from": "test", "indices": list(range(len(dataset.test_labels)))},
-        },
-        "class_counts": {
-            "train": class_counts(dataset.train_labels[train_idx], k),
-            "val": class_counts(dataset.train_labels[val_idx], k),
-            "test": class_counts(dataset.test_labels, k),
-        },
-    }
+        "test_split": {"carved_from_train": test_carved, "fraction": test_fraction,
+                       "seed": split_seed} if test_carved else {"carved_from_train": False},
+        "source_checksums": {part: labels_checksum(_part(dataset, part)[1]) for part in parts},
+        "splits": splits,
+        "class_counts": counts,
+    }  # fmt: skip
+    if dataset.files is not None:
+        record["skipped"] = list(dataset.skipped)
+    return record
+
+
+def load_options(record: dict[str, Any], cache: bool = True) -> LoadOptions | None:
+    """How to reload a run's folder: source so its images come out exactly as in training."""
+    if not record["source"].startswith("folder:"):
+        return None
+    preprocess = record.get("preprocess", {})
+    return LoadOptions(
+        image_size=tuple(record["image_size"]),
+        aspect=preprocess.get("aspect", "pad"),
+        channels=preprocess.get("channels_requested"),
+        cache=cache,
+    )
 
 
 def select_split(dataset: ImageDataset, record: dict[str, Any], split: str) -> SplitData:
     """The images of `split` as recorded, after checking the data is the one trained on."""
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    if list(dataset.class_names) != list(record["class_names"]):
+        raise DataError(
+            f"Data set {dataset.name!r} has classes {dataset.class_names}, but the run was trained "
+            f"on {record['class_names']}."
+        )
     entry = record["splits"][split]
+    if "files" in entry:
+        return _select_files(dataset, entry["files"], split)
     source = entry["from"]
-    images = dataset.train_images if source == "train" else dataset.test_images
-    labels = dataset.train_labels if source == "train" else dataset.test_labels
+    images, labels = _part(dataset, source)
+    if labels is None:
+        raise DataError(f"Data set {dataset.name!r} has no {source} part, but the run used one.")
     expected = record.get("source_checksums", {}).get(source)
     if expected is not None and labels_checksum(labels) != expected:
         raise DataError(
             f"The {source} labels of data set {dataset.name!r} found at {dataset.location} differ "
             "from those this run was trained on, so split indices would point at other images. "
             "Point --data-dir at the copy used for training."
-        )
-    if list(dataset.class_names) != list(record["class_names"]):
-        raise DataError(
-            f"Data set {dataset.name!r} has classes {dataset.class_names}, but the run was trained "
-            f"on {record['class_names']}."
         )
     indices = torch.tensor(entry["indices"], dtype=torch.int64)
     if len(indices) and int(indices.max()) >= len(labels):
@@ -102,11 +166,54 @@ def select_split(dataset: ImageDataset, record: dict[str, Any], split: str) -> S
     )
 
 
+def _select_files(dataset: ImageDataset, files: list[str], split: str) -> SplitData:
+    """A folder split by file path, so it survives files added to or removed from the folder."""
+    if dataset.files is None:
+        raise DataError(
+            f"The run's {split} split lists image files, but {dataset.name!r} is not a folder: "
+            "source. Use --data folder:PATH with the folder the run was trained on."
+        )
+    where = {
+        name: (part, i) for part, names in dataset.files.items() for i, name in enumerate(names)
+    }
+    missing = [name for name in files if name not in where]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise DataError(
+            f"{len(missing)} image file(s) of the run's {split} split are missing or unreadable in "
+            f"'{dataset.location}': {shown}. Restore them, or point --data at the folder the run "
+            "was trained on."
+        )
+    images, labels, positions = [], [], []
+    for part in ("train", "val", "test"):
+        picked = [k for k, name in enumerate(files) if where[name][0] == part]
+        if picked:
+            rows = torch.tensor([where[files[k]][1] for k in picked], dtype=torch.int64)
+            part_images, part_labels = _part(dataset, part)
+            images.append(part_images.index_select(0, rows))
+            labels.append(part_labels.index_select(0, rows))
+            positions += picked
+    if not positions:
+        height, width = dataset.image_size
+        empty = torch.empty((0, dataset.channels, height, width), dtype=torch.uint8)
+        return SplitData(empty, torch.empty(0, dtype=torch.int64), [])
+    order = torch.tensor(positions).argsort()  # back to the recorded order of files
+    return SplitData(
+        images=torch.cat(images).index_select(0, order),
+        labels=torch.cat(labels).index_select(0, order),
+        sample_ids=list(files),
+    )
+
+
 def load_run_split(
     record: dict[str, Any], split: str, data_dir: str | None = None, data: str | None = None
 ) -> SplitData:
     """Reload the run's data set (or `data`, a source of the same images); select a split."""
-    dataset = load_dataset(data or record["source"], data_dir=data_dir)
+    dataset = load_dataset(
+        data or record["source"], data_dir=data_dir, options=load_options(record)
+    )
     return select_split(dataset, record, split)
 
 

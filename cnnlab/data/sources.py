@@ -1,20 +1,22 @@
 """The registry of named data sets and their loaders, each giving uint8 [N, C, H, W] tensors.
 
 `digits` is scikit-learn's bundled 8x8 digits (offline default); `mnist` and `fashion-mnist`
-are read from IDX files found on disk or downloaded (see locate.py).
+are read from IDX files and `cifar10` from its python batches (cifar.py), found on disk or
+downloaded (see locate.py); `folder:PATH` is any folder of class sub-folders (folder.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from cnnlab.data import cifar
 from cnnlab.data.idx import read_idx
 from cnnlab.data.locate import (
     DOWNLOADS,
@@ -25,13 +27,17 @@ from cnnlab.data.locate import (
     search_dirs,
 )
 from cnnlab.data.splits import stratified_split
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.registry import Registry
+
+if TYPE_CHECKING:
+    from cnnlab.data.folder import LoadOptions
 
 BUNDLED = "scikit-learn (bundled)"
 # digits has no test split of its own: a fixed one, independent of any run seed.
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
+FOLDER_PREFIX = "folder:"
 
 
 @dataclass
@@ -45,6 +51,14 @@ class ImageDataset:
     test_images: torch.Tensor  # uint8 [M, C, H, W]
     test_labels: torch.Tensor  # int64 [M]
     location: str  # a folder path, or "scikit-learn (bundled)"
+    # A validation set of its own (a folder's val/), used instead of one carved from train.
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    # folder: sources only: paths relative to `location` per part (train, val, test), the files
+    # and folders left out with a reason each, and how the images were preprocessed.
+    files: dict[str, list[str]] | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    preprocess: dict[str, Any] | None = None
 
     @property
     def channels(self) -> int:
@@ -75,23 +89,63 @@ class DatasetSource:
     test_count: int
     file_names: tuple[str, ...]  # files looked for on disk; empty when bundled with a library
     loader: Loader
+    # Where the files are, when more than "a searched folder holding file_names" (cifar10).
+    find: Callable[[str | os.PathLike | None], Path | None] | None = None
 
 
 DATASETS: Registry[DatasetSource] = Registry("data set")
 
 
 def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, download: bool = True
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    options: LoadOptions | None = None,
 ) -> ImageDataset:
-    """Load a named data set: found in data_dir, $CNNLAB_DATA, the caches, or downloaded."""
+    """Load a named data set (found in data_dir, $CNNLAB_DATA, the caches, or downloaded), or a
+    folder given as `folder:PATH`; options set a folder's image size, aspect and bands."""
+    if name.startswith(FOLDER_PREFIX):
+        from cnnlab.data.folder import load_folder  # folder.py builds on this module
+
+        return load_folder(_folder_path(name), options)
     source = _get_source(name)
+    _check_options(source, options)
     return source.loader(source, data_dir, download)
+
+
+def _folder_path(name: str) -> str:
+    path = name[len(FOLDER_PREFIX) :]
+    if not path:
+        raise DataError("--data folder: needs a path, e.g. --data folder:~/images/parasites.")
+    return path
+
+
+def _check_options(source: DatasetSource, options: LoadOptions | None) -> None:
+    if options is None:
+        return
+    if options.image_size is not None and tuple(options.image_size) != source.image_size:
+        height, width = source.image_size
+        raise ConfigError(
+            f"--image-size applies to folder: sources; {source.name} images are {height}x{width}. "
+            "Leave --image-size out for this data set."
+        )
+    if options.channels is not None and options.channels != source.channels:
+        raise ConfigError(
+            f"--channels applies to folder: sources; {source.name} has {source.channels} "
+            "band(s). Leave --channels out for this data set."
+        )
 
 
 def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Describe a data set and where it would be loaded from, without loading or downloading."""
+    if name.startswith(FOLDER_PREFIX):
+        return _folder_info(_folder_path(name))
     source = _get_source(name)
-    if source.file_names:
+    if source.find is not None:
+        found = source.find(data_dir)
+        found_at = None if found is None else str(found)
+        searched = [str(folder) for folder in search_dirs(source.name, data_dir)]
+    elif source.file_names:
         found = find_dataset_dir(source.name, source.file_names, data_dir)
         found_at = None if found is None else str(found)
         searched = [str(folder) for folder in search_dirs(source.name, data_dir)]
@@ -112,12 +166,23 @@ def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> dict[s
     }
 
 
+def _folder_info(path: str) -> dict[str, Any]:
+    from cnnlab.data.folder import scan_folder
+
+    scan = scan_folder(path)
+    return {
+        "name": f"{FOLDER_PREFIX}{scan.root.resolve()}",
+        "description": "class-per-folder images"
+        + (" with split folders" if scan.split_folders else ""),
+        "num_classes": len(scan.class_names),
+        "class_names": scan.class_names,
+        "files": {pool: len(files) for pool, files in scan.files.items()},
+        "skipped": len(scan.skipped),
+        "found_at": str(scan.root.resolve()),
+    }
+
+
 def _get_source(name: str) -> DatasetSource:
-    if name.startswith("folder:"):
-        raise DataError(
-            f"Data source {name!r}: folder: sources are not supported yet. "
-            f"Use one of the named data sets: {', '.join(DATASETS.names())}."
-        )
     return DATASETS.get(name)
 
 
@@ -195,6 +260,22 @@ def _read_idx_pair(
     return images_tensor, torch.from_numpy(labels.astype(np.int64))
 
 
+def _load_cifar10(
+    source: DatasetSource, data_dir: str | os.PathLike | None, download: bool
+) -> ImageDataset:
+    folder = cifar.locate_cifar10(data_dir, download)
+    train_images, train_labels, test_images, test_labels = cifar.read_batches(folder)
+    return ImageDataset(
+        name=source.name,
+        class_names=list(source.class_names),
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        location=str(folder),
+    )
+
+
 DIGIT_NAMES = tuple(str(digit) for digit in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -234,6 +315,18 @@ for _source in (
         test_count=10_000,
         file_names=IDX_FILE_NAMES,
         loader=_load_idx_dataset,
+    ),
+    DatasetSource(
+        name="cifar10",
+        description="CIFAR-10 (Krizhevsky) objects and animals, 32x32 colour, python batches",
+        class_names=cifar.CLASS_NAMES,
+        channels=3,
+        image_size=(32, 32),
+        train_count=50_000,
+        test_count=10_000,
+        file_names=(cifar.ARCHIVE,),
+        loader=_load_cifar10,
+        find=cifar.find_cifar10,
     ),
 ):
     DATASETS.add(_source.name, _source)

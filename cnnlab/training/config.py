@@ -25,9 +25,36 @@ def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = _option("digits", "data set: digits (offline default), mnist, fashion-mnist")
+    data: str = _option(
+        "digits",
+        "data set: digits (offline default), mnist, fashion-mnist, cifar10, or folder:PATH (one "
+        "sub-folder per class, optionally inside train/, val/, test/)",
+    )
     data_dir: str | None = _option(None, "folder to look for data sets in before $CNNLAB_DATA")
     download: bool = _option(True, "download a named data set if it is not found locally")
+    image_size: str | None = _option(
+        None,
+        "folder: resize images to N (square) or WIDTHxHEIGHT (default: their most common size, "
+        "scaled to at most 128 a side)",
+    )
+    aspect: str = _option(
+        "pad",
+        "folder: keep the aspect ratio by padding with black or by centre-cropping, or stretch",
+        choices=("pad", "crop", "stretch"),
+    )
+    channels: int | None = _option(
+        None, "folder: 1 (grayscale) or 3 (colour) bands (default: 3 if any image has colour)"
+    )
+    test_fraction: float = _option(
+        0.2, "folder without test/: fraction of each class held out for testing"
+    )
+    split_seed: int = _option(
+        0, "folder without test/: seed of that test split (independent of --seed)"
+    )
+    strict: bool = _option(False, "stop at unreadable image files instead of skipping them")
+    cache: bool = _option(
+        True, "folder: keep decoded images in the user cache so the next run starts at once"
+    )
     model: str = _option("small-cnn", "model name from `cnnlab models`")
     model_options: dict = _option(
         {},
@@ -54,11 +81,17 @@ class TrainConfig:
     class_weighted_loss: bool = _option(
         False, "weight the loss by inverse class frequency (for imbalanced data)"
     )
+    sampler: str = _option(
+        "shuffle",
+        "order of training images: shuffle (each once per epoch) or balanced (drawn with "
+        "replacement, every class equally often)",
+        choices=("shuffle", "balanced"),
+    )
     val_fraction: float = _option(0.1, "fraction of train carved out (stratified) for validation")
     monitor: str = _option(
         "val_accuracy",
         "validation metric that picks the best checkpoint and drives early stopping",
-        choices=("val_accuracy", "val_balanced_accuracy", "val_loss"),
+        choices=("val_accuracy", "val_balanced_accuracy", "val_cohen_kappa", "val_loss"),
     )
     early_stopping: int = _option(
         0, "stop after this many epochs without improvement of --monitor (0: never)"
@@ -77,6 +110,24 @@ class TrainConfig:
     channels_last: bool = _option(False, "keep activations in channels_last memory format")
     threads: int | None = _option(None, "CPU threads for torch (default: torch's choice)")
     eval_batch_size: int = _option(1024, "images per batch when evaluating")
+    augment: bool = _option(
+        True,
+        "start from the data set's default augmentation (digits: none; mnist: shifts; "
+        "fashion-mnist, cifar10, folders: flips and shifts); the flags below override it",
+    )
+    hflip: float | None = _option(None, "augment: probability of a left-right flip")
+    vflip: float | None = _option(None, "augment: probability of an upside-down flip")
+    crop_padding: int | None = _option(
+        None, "augment: random crop of the image padded by this many pixels (a random shift)"
+    )
+    rotate: float | None = _option(None, "augment: rotate by up to this many degrees")
+    scale: float | None = _option(None, "augment: zoom by a factor in [1 - SCALE, 1 + SCALE]")
+    brightness: float | None = _option(None, "augment: brightness factor in [1 - B, 1 + B]")
+    contrast: float | None = _option(None, "augment: contrast factor in [1 - C, 1 + C]")
+    noise: float | None = _option(None, "augment: Gaussian noise, std as a fraction of 255")
+    erase: float | None = _option(
+        None, "augment: probability of erasing a random rectangle (2-25%% of the image)"
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,7 +143,14 @@ class TrainConfig:
             (self.max_nonfinite_steps >= 1, "max_nonfinite_steps", "at least 1"),
             (self.step_epochs >= 1, "step_epochs", "at least 1"),
             (self.threads is None or self.threads >= 1, "threads", "at least 1"),
+            (0.0 <= self.test_fraction < 1.0, "test_fraction", "in [0, 1)"),
+            (self.channels in (None, 1, 3), "channels", "1 or 3"),
+            *self._augmentation_checks(),
         ]
+        if self.image_size is not None:
+            from cnnlab.data.folder import parse_image_size  # imports torch: only when needed
+
+            parse_image_size(self.image_size)
         for ok, name, expected in checks:
             if not ok:
                 value = getattr(self, name)
@@ -106,6 +164,23 @@ class TrainConfig:
                     f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is invalid: "
                     f"choose one of {', '.join(choices)}."
                 )
+
+    def _augmentation_checks(self) -> list[tuple[bool, str, str]]:
+        def within(name: str, low: float, high: float) -> tuple[bool, str, str]:
+            value = getattr(self, name)
+            return (value is None or low <= value <= high, name, f"from {low} to {high}")
+
+        return [
+            within("hflip", 0, 1),
+            within("vflip", 0, 1),
+            within("crop_padding", 0, 1024),
+            within("rotate", 0, 180),
+            within("scale", 0, 0.9),
+            within("brightness", 0, 1),
+            within("contrast", 0, 1),
+            within("noise", 0, 1),
+            within("erase", 0, 1),
+        ]
 
     @property
     def resolved_learning_rate(self) -> float:

@@ -127,16 +127,21 @@ def evaluate(
     settings: StepSettings,
     batch_size: int = 1024,
 ) -> dict[str, float]:
-    """Loss, accuracy and balanced accuracy on a split (plain cross-entropy, no smoothing)."""
+    """Loss, accuracy, balanced accuracy and Cohen's kappa on a split (plain cross-entropy)."""
     logits = predict_logits(model, images, settings, batch_size)
     labels = labels.cpu()
     predictions = logits.argmax(1)
-    recalls = []
-    for label in labels.unique():
-        mask = labels == label
-        recalls.append((predictions[mask] == label).float().mean())
+    num_classes = logits.shape[1]
+    counts = torch.bincount(labels * num_classes + predictions, minlength=num_classes**2)
+    confusion = counts.view(num_classes, num_classes).double()  # rows: true, columns: predicted
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    present = support > 0
+    observed = confusion.diagonal().sum() / len(labels)
+    expected = (support * predicted).sum() / len(labels) ** 2
+    kappa = ((observed - expected) / (1 - expected)).item() if expected < 1 else 0.0
     return {
         "loss": F.cross_entropy(logits, labels).item(),
-        "accuracy": (predictions == labels).float().mean().item(),
-        "balanced_accuracy": torch.stack(recalls).mean().item(),
+        "accuracy": observed.item(),
+        "balanced_accuracy": (confusion.diagonal()[present] / support[present]).mean().item(),
+        "cohen_kappa": kappa,
     }

@@ -18,8 +18,16 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
-from cnnlab.data.loader import Normalizer, epoch_order, num_batches, train_batches
-from cnnlab.data.rundata import describe_counts, make_record, select_split
+from cnnlab.data.augment import augmented_batches, resolve_augmentation
+from cnnlab.data.folder import LoadOptions, parse_image_size
+from cnnlab.data.loader import (
+    Normalizer,
+    balanced_epoch_order,
+    epoch_order,
+    num_batches,
+    train_batches,
+)
+from cnnlab.data.rundata import describe_counts, load_options, make_record, select_split
 from cnnlab.data.sources import load_dataset
 from cnnlab.environment import machine_description, resolve_device
 from cnnlab.errors import CnnlabError, ConfigError, TrainingAborted
@@ -85,13 +93,22 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
 
-    dataset = load_dataset(config.data, data_dir=config.data_dir, download=config.download)
     if resume:
         record = run.read("dataset.json")
         spec = ModelSpec.from_dict(run.read("model.json"))
+        options = load_options(record, cache=config.cache)
     else:
-        record = make_record(dataset, config.val_fraction, config.seed)
+        options = _load_options(config)
+    source = record["source"] if resume else config.data  # the recorded one is absolute
+    dataset = load_dataset(source, config.data_dir, config.download, options)
+    if not resume:
+        record = make_record(
+            dataset, config.val_fraction, config.seed, config.test_fraction, config.split_seed
+        )
         spec = _model_spec(config, record)
+    augmentation = resolve_augmentation(
+        config.to_dict(), record["source"], tuple(record["image_size"]), config.augment
+    )
     train_split = select_split(dataset, record, "train")
     val_split = select_split(dataset, record, "val")
     model = build_model(spec).to(device)
@@ -115,12 +132,15 @@ def train(
         state = _restore(run, model, optimizer, scheduler)
     else:
         run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run.config, _config_record(config, device))
+        atomic_write_json(run.config, _config_record(config, device, augmentation.to_dict()))
         atomic_write_json(run.dataset, record)
         atomic_write_json(run.model, spec.to_dict())
 
     progress = Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress)
     _announce(progress, config, record, model, device, state, resume)
+    if augmentation.enabled:
+        shown = ", ".join(f"{k}={v}" for k, v in augmentation.to_dict().items() if v)
+        progress.message(f"augmentation: {shown}")
     train_images, train_labels = train_split.images.to(device), train_split.labels.to(device)
     val_images, val_labels = val_split.images.to(device), val_split.labels.to(device)
 
@@ -157,10 +177,18 @@ def train(
     with stop_on_signals(stop, progress):
         while state.epoch < config.epochs:
             epoch_start = time.perf_counter()
-            order = epoch_order(len(train_labels), config.seed, state.epoch)
+            if config.sampler == "balanced":
+                order = balanced_epoch_order(train_labels, config.seed, state.epoch)
+            else:
+                order = epoch_order(len(train_labels), config.seed, state.epoch)
             batches = train_batches(
                 train_images, train_labels, config.batch_size, order, state.next_batch
             )
+            if augmentation.enabled:
+                batches = augmented_batches(
+                    batches, augmentation, tuple(record["normalization"]["mean"]),
+                    config.seed, state.epoch, state.next_batch,
+                )  # fmt: skip
 
             def after_step(totals: EpochTotals, images: int) -> None:
                 state.global_step += 1
@@ -233,6 +261,16 @@ def train(
         best=_best(state, config) if state.best_epoch else None,
         last=state.history[-1] if state.history else None,
         signal_number=stop.signal_number,
+    )
+
+
+def _load_options(config: TrainConfig) -> LoadOptions:
+    return LoadOptions(
+        image_size=parse_image_size(config.image_size),
+        aspect=config.aspect,
+        channels=config.channels,
+        strict=config.strict,
+        cache=config.cache,
     )
 
 
@@ -350,7 +388,7 @@ def _format_row(row: dict[str, Any], epochs: int) -> str:
     if "val_loss" in row:
         text += (
             f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} "
-            f"bal-acc {row['val_balanced_accuracy']:.4f}"
+            f"bal-acc {row['val_balanced_accuracy']:.4f} kappa {row['val_cohen_kappa']:.4f}"
         )
     ips = row["images_per_second"]
     return text + f"  {ips or 0:,.0f} img/s  {format_duration(row['epoch_seconds'])}"
@@ -363,6 +401,11 @@ def _announce(progress, config, record, model, device, state: RunState, resume: 
         f"{record['channels']}x{record['image_size'][0]}x{record['image_size'][1]}"
     )
     progress.message(describe_counts(record))
+    skipped = record.get("skipped", [])
+    if skipped:
+        progress.message(f"skipped {len(skipped)} file(s) or folder(s), listed in dataset.json")
+    if config.sampler == "balanced":
+        progress.message("sampler: balanced (every class drawn equally often)")
     progress.message(
         f"model {config.model}: {parameters:,} parameters | device {device}, precision "
         f"{config.precision}, {'channels_last' if config.channels_last else 'NCHW'}, "
@@ -375,10 +418,16 @@ def _announce(progress, config, record, model, device, state: RunState, resume: 
         )
 
 
-def _config_record(config: TrainConfig, device: torch.device) -> dict[str, Any]:
+def _config_record(
+    config: TrainConfig, device: torch.device, augmentation: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "train": config.to_dict(),
-        "resolved": {"learning_rate": config.resolved_learning_rate, "device": str(device)},
+        "resolved": {
+            "learning_rate": config.resolved_learning_rate,
+            "device": str(device),
+            "augmentation": augmentation,
+        },
         "seed": config.seed,
         "machine": machine_description(device),
         "command": sys.argv,
