@@ -25,7 +25,7 @@ from cnnlab.fileio import atomic_write_text
 
 # Commands beyond the core ones live in their own modules, each with `register(commands)` that adds
 # its sub-parser (with `handler` set); list them here, in the order `cnnlab --help` shows them.
-COMMAND_MODULES: list[str] = ["cnnlab.commands.augment"]
+COMMAND_MODULES: list[str] = ["cnnlab.commands.ops", "cnnlab.commands.augment"]
 
 EPILOG_TRAIN = """examples:
   cnnlab train --data digits --model small-cnn --epochs 10 --out runs/digits

@@ -26,3 +26,15 @@ def tiny_config():
         return TrainConfig(**settings)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors run faster on one thread, and much faster when other processes load the CPU
+    (spinning worker threads then wait for cores); the setting is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

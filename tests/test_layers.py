@@ -8,6 +8,8 @@ from torch import nn
 from cnnlab.errors import ConfigError
 from cnnlab.layers import DivisiveNormalization, LinearNormalization, MinPool2d
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def numpy_min_pool(x, kernel, stride, padding):
     """Min over each window of the +inf-padded image, written as plain loops."""
