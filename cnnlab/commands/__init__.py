@@ -1,1 +1,1 @@
-"""CLI commands beyond the core five; each module has `register(commands)` (see cli.COMMAND_MODULES)."""
+"""CLI commands beyond the core five; each module has `register(commands)` (cli.COMMAND_MODULES)."""

@@ -40,12 +40,12 @@ EPILOG = """examples:
 pipeline steps (comma-separated; options as CODE:name=value:name=value; shown with defaults):
 {steps}
   Sizes are WIDTHxHEIGHT like the slides' w x h (DN's default 25x5 is 25 wide, 5 high) or one
-  number for a square. BN uses the slides' per-pixel statistics over the images when several
-  images are given (with n images every result lies within +-(n-1)/sqrt(n), so a few images give
-  noisy maps), and per-band statistics over the pixels of a single image otherwise. Every image
-  is resized to the size of the first one (or --size); PNGs go to OUT/IMAGE-NAME/NN-STEP.png.
+  number for a square. BN:stats=auto uses the slides' per-pixel statistics over the images when
+  several images are given (with n images every result lies within +-(n-1)/sqrt(n), so a few
+  images give noisy maps), and per-band statistics over the pixels of one image otherwise. Every
+  image is resized to the size of the first one (or --size); PNGs go to OUT/IMAGE/NN-STEP.png.
 
-named kernels (--kernels):
+named kernels (--kernels) [seed slides showing them]:
 {kernels}
 
 Each PNG shows every band of one image after one step, with its minimum and maximum. Bands with
@@ -60,7 +60,7 @@ def register(commands) -> None:
         f"  {STEP_KINDS.get(c).usage():<32} {STEP_KINDS.get(c).title}" for c in STEP_KINDS
     )
     kernels = "\n".join(
-        f"  {n:<15} {KERNELS.get(n).description} (slide {KERNELS.get(n).slide})" for n in KERNELS
+        f"  {n:<14} {KERNELS.get(n).description} [{KERNELS.get(n).slide}]" for n in KERNELS
     )
     parser = commands.add_parser(
         "ops",
@@ -71,37 +71,46 @@ def register(commands) -> None:
         epilog=EPILOG.format(steps=steps, kernels=kernels),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
-    parser.add_argument(
-        "--pipeline", default=DEFAULT_PIPELINE, help=f"steps to apply (default: {DEFAULT_PIPELINE})"
+    add = parser.add_argument
+    add("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    add(
+        "--pipeline",
+        metavar="SPEC",
+        default=DEFAULT_PIPELINE,
+        help=f"steps to apply (default: {DEFAULT_PIPELINE})",
     )
     bank = parser.add_mutually_exclusive_group()
     bank.add_argument(
         "--kernels",
+        metavar="NAMES",
         default="sobel-x,sobel-y",
         help="named kernels for CO (default: sobel-x,sobel-y)",
     )
     bank.add_argument(
-        "--random-bank", type=int, metavar="N", default=0, help="use N seeded random kernels for CO"
+        "--random-bank",
+        metavar="N",
+        type=int,
+        default=0,
+        help="use N seeded random kernels for CO instead",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random bank (default: 0)")
-    parser.add_argument(
-        "--kernel-size", default="5x5", help="WxH of the random kernels (default: 5x5)"
-    )
-    parser.add_argument(
+    add("--seed", type=int, default=0, help="seed of the random bank (default: 0)")
+    add("--kernel-size", metavar="WxH", default="5x5", help="random kernel size (default: 5x5)")
+    add(
         "--size",
-        help="resize to WxH, or to N pixels on the longer side keeping the aspect ratio "
-        "(default: the first image's size, at most --max-side)",
+        metavar="WxH|N",
+        help="resize to WxH, or to N pixels on the longer side keeping "
+        "the aspect ratio (default: the first image's size, at most --max-side)",
     )
-    parser.add_argument(
+    add(
         "--max-side",
+        metavar="N",
         type=int,
         default=DEFAULT_MAX_SIDE,
         help=f"shrink larger images to this longer side (default: {DEFAULT_MAX_SIDE})",
     )
-    parser.add_argument("--grey", action="store_true", help="read the images as one grey band")
-    parser.add_argument("--out", default="ops", help="folder for the PNGs (default: ./ops)")
-    parser.add_argument("--json", action="store_true", help="print what was written as JSON")
+    add("--grey", action="store_true", help="read the images as one grey band")
+    add("--out", metavar="DIR", default="ops", help="folder for the PNGs (default: ./ops)")
+    add("--json", action="store_true", help="print what was written as JSON")
     parser.set_defaults(handler=run_ops_command)
 
 

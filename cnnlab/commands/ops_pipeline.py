@@ -60,10 +60,10 @@ class StepKind:
     code: str
     title: str
     formula: str
-    options: dict[str, tuple[str | None, Callable[[str], Any]]] = field(default_factory=dict)
+    options: dict[str, tuple[str, Callable[[str], Any]]] = field(default_factory=dict)
 
     def usage(self) -> str:
-        opts = ":".join(f"{k}={d}" for k, (d, _) in self.options.items() if d is not None)
+        opts = ":".join(f"{k}={d}" for k, (d, _) in self.options.items())
         return f"{self.code}:{opts}" if opts else self.code
 
 
@@ -85,7 +85,7 @@ for kind in (
         "BN",
         "batch normalisation",
         "N_k = (I_k - mu_k) / sigma_k * gamma + beta, gamma = 1, beta = 0",
-        {"stats": (None, _choice(*ops.normalization.BATCH_STATISTICS))},
+        {"stats": ("auto", _choice("auto", *ops.normalization.BATCH_STATISTICS))},
     ),
     StepKind("RL", "ReLU", "R_k(p) = max{0, J_k(p)}"),
     StepKind(
@@ -145,7 +145,7 @@ def _parse_step(token: str, spec: str, start: int) -> Step:
         hint = f"; did you mean {close[0]}?" if close else ""
         raise fail(f"{code!r} is not a step{hint}")
     kind = STEP_KINDS.get(code.upper())
-    options = {name: None if d is None else conv(d) for name, (d, conv) in kind.options.items()}
+    options = {name: conv(default) for name, (default, conv) in kind.options.items()}
     for pair in pairs:
         name, _, value = pair.partition("=")
         if name not in kind.options:
@@ -212,7 +212,9 @@ def _apply(step: Step, x: torch.Tensor, names: list[str], bank: KernelBankChoice
         detail = f" with {', '.join(names)} ({o['padding']} padding, stride {o['stride']})"
         return ops.conv2d(x, kernels, stride=o["stride"], padding=o["padding"]), names, detail
     if code == "BN":
-        stats = o["stats"] or ("pixel" if x.shape[0] >= 2 else "channel")
+        stats = o["stats"]
+        if stats == "auto":
+            stats = "pixel" if x.shape[0] >= 2 else "channel"
         if stats == "pixel" and x.shape[0] < 2:
             raise ConfigError(
                 "per-pixel statistics (the slides' mu_k(p)) need a set of 2 or more images; "

@@ -40,20 +40,20 @@ _add("identity", [[0, 0, 0], [0, 1, 0], [0, 0, 0]], "copies the image", "002, 00
 _add(
     "sobel-x",
     [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
-    "horizontal gradient: positive where dark turns bright from left to right",
-    "000 (worked example), 003 (dx)",
+    "x gradient, > 0 where dark turns bright to the right (dx)",
+    "000, 003",
 )
 _add(
     "sobel-y",
     [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
-    "vertical gradient: positive where dark turns bright from top to bottom",
-    "002 (Sobel bottom), 003 (dy)",
+    "y gradient, > 0 where dark turns bright downwards (Sobel bottom, dy)",
+    "002, 003",
 )
 _add(
     "sobel-left",
     [[1, 0, -1], [2, 0, -2], [1, 0, -1]],
-    "horizontal gradient: positive where bright turns dark from left to right",
-    "002 (Sobel left)",
+    "minus sobel-x, > 0 where bright turns dark to the right (Sobel left)",
+    "002",
 )
 _add("outline", [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], "edges in all directions", "002, 004")
 _add("laplacian", [[0, 1, 0], [1, -4, 1], [0, 1, 0]], "edges, 4-neighbour Laplacian", "004")
