@@ -221,7 +221,9 @@ def test_a_malicious_training_state_never_runs(trained_run, capsys, tmp_path, wr
 
 
 CNNLAB = [sys.executable, "-m", "cnnlab"]
-SIGNAL_RUN = ["train", *TINY, "--batch-size", "32", "--epochs", "3"]
+# With augmentation and the balanced sampler, whose randomness must survive the restart too.
+SIGNAL_RUN = ["train", *TINY, "--batch-size", "32", "--epochs", "3", "--hflip", "0.5",
+              "--crop-padding", "1", "--sampler", "balanced"]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
 
 

@@ -208,9 +208,17 @@ def test_run_directory_has_the_contract_files(tmp_path, tiny_config):
         train(tiny_config(), run, show_progress=False)
 
 
-@pytest.mark.parametrize("stop_after", [5, 23])  # mid-epoch 1; exactly at the end of epoch 1
-def test_resume_after_interrupt_gives_identical_weights(tmp_path, tiny_config, stop_after):
-    config = tiny_config(epochs=3, dropout=0.3)  # dropout: the RNG state must be restored too
+AUGMENTED = dict(hflip=0.5, crop_padding=1, rotate=10, noise=0.02, erase=0.3, sampler="balanced")
+
+
+@pytest.mark.parametrize(
+    "stop_after, extra",
+    [(5, {}), (23, {}), (7, AUGMENTED)],  # mid-epoch 1; exactly at its end; augmented, mid-epoch
+)
+def test_resume_after_interrupt_gives_identical_weights(tmp_path, tiny_config, stop_after, extra):
+    # dropout: the RNG state must be restored too; augmentation and the balanced sampler must
+    # draw from (seed, epoch, batch) alone.
+    config = tiny_config(epochs=3, dropout=0.3, **extra)
     train(config, tmp_path / "straight", show_progress=False)
     interrupted = train(
         config, tmp_path / "resumed", stop=StopAfter(stop_after), show_progress=False

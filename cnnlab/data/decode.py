@@ -210,7 +210,7 @@ def _write_cache(
     index: dict[str, Any] = {
         "format": CACHE_FORMAT,
         "root": str(root.resolve()),
-        "preprocess": asdict(preprocess),
+        "preprocess": json.loads(json.dumps(asdict(preprocess))),  # tuples as JSON lists
         "num_files": num_files,
         "shape": list(pixels.shape),
         "failures": [[i, reason] for i, reason in failures],

@@ -64,7 +64,8 @@ def decode_image(
     aspect: str = "stretch",
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """uint8 [C, H, W]; channels None keeps the file's kind (1 for grayscale, else 3).
+    """uint8 [C, H, W]; channels None keeps the file's kind: 1 for grayscale (including colour
+    formats whose bands are all equal, as WebP or many JPEGs store gray pictures), else 3.
 
     image_size None keeps the file's size. Raises UnreadableImage for every unusable file.
     """
@@ -77,6 +78,8 @@ def decode_image(
     pixels = np.asarray(image, dtype=np.uint8)  # [H, W] or [H, W, 3]
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
+    elif channels is None and _bands_equal(pixels):
+        pixels = pixels[:, :, :1]
     return pixels.transpose(2, 0, 1).copy(order="C")  # [C, H, W], writable
 
 
@@ -159,13 +162,14 @@ def _draft(image: Image.Image, image_size: tuple[int, int]) -> None:
 
 
 def _natural_mode(image: Image.Image) -> str:
-    if image.mode in GRAY_MODES:
-        return "L"
-    if image.mode in ("P", "PA"):  # a palette of grays counts as grayscale
-        rgb = np.asarray(image.convert("RGB"))
-        same = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
-        return "L" if same else "RGB"
-    return "RGB"
+    return "L" if image.mode in GRAY_MODES else "RGB"
+
+
+def _bands_equal(pixels: np.ndarray) -> bool:
+    """True for [H, W, 3] pixels whose three bands are identical (a gray picture)."""
+    return bool(
+        (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    )
 
 
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
