@@ -127,8 +127,9 @@ def test_rectangular_adjacency_follows_the_slides():
     assert wide.extent == (2, 2, 12, 12) and len(wide) == 125
     assert rectangular_adjacency(2, 2).offsets == ((0, 0), (0, 1), (1, 0), (1, 1))
     assert rectangular_adjacency(3, 1, dilation=2).offsets == ((0, -2), (0, 0), (0, 2))
+    assert rectangular_adjacency(3, 1, dilation=2).rectangle() == (1, 3, 2)  # (h, w, dilation)
     cross = adjacency_from_offsets([(0, 1), (1, 0), (0, 0), (-1, 0), (0, -1)], dilation=2)
-    assert cross.offsets == ((-2, 0), (0, -2), (0, 0), (0, 2), (2, 0))
+    assert cross.offsets == ((-2, 0), (0, -2), (0, 0), (0, 2), (2, 0)) and cross.rectangle() is None
     with pytest.raises(ConfigError, match="width must be a positive integer; got 0"):
         rectangular_adjacency(0, 3)
     with pytest.raises(ConfigError, match="distinct"):
@@ -282,9 +283,10 @@ def numpy_pool(x, offsets, reduce, stride):
 def test_pooling_over_any_adjacency_matches_numpy(mode, reduce, stride):
     torch.manual_seed(5)
     x = torch.randn(2, 3, 7, 6, dtype=f64)
-    for adjacency in (
+    for adjacency in (  # rectangles take torch's kernels, other relations the general path
         rectangular_adjacency(3, 3),
         rectangular_adjacency(width=4, height=1),
+        rectangular_adjacency(width=3, height=2, dilation=2),
         adjacency_from_offsets([(-1, 0), (0, -1), (0, 0), (0, 1), (1, 0)], dilation=2),
     ):
         expected = numpy_pool(x.numpy(), adjacency.offsets, reduce, stride)

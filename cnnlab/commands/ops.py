@@ -27,6 +27,7 @@ from cnnlab.ops import KERNELS
 
 DEFAULT_MAX_SIDE = 512
 MAX_RANDOM_KERNELS = 64
+MAX_COLOUR_BARS = 8
 MAX_ANNOTATED_PIXELS = 100  # bands this small get their values printed in each pixel
 GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
@@ -247,7 +248,8 @@ def _summary(result: StepResult, files: list[str]) -> dict:
 def _write_figure(
     result: StepResult, image_index: int, number: int, last: int, source: str, path: Path
 ) -> None:
-    """One PNG: every band of one image after one step, each with a colour bar and its range."""
+    """One PNG: every band of one image after one step, each titled with its range and, up to
+    MAX_COLOUR_BARS bands, with a colour bar (beyond that they cost more time than they add)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -257,24 +259,30 @@ def _write_figure(
     count, (height, width) = bands.shape[0], bands.shape[1:]
     columns = min(count, 4 if count <= 8 else 8)
     rows = math.ceil(count / columns)
-    panel = min(5.0, max(3.6, width / 80))  # inches; small images are magnified, pixels kept
+    # Inches per panel: small images are magnified (pixels kept); many bands get smaller panels.
+    panel = min(5.0, max(3.6, width / 80)) if columns <= 4 else 2.6
     aspect = min(2.0, max(0.5, height / width))
     figure_width = max(6.5, columns * panel * 1.25)
+    with_bars = count <= MAX_COLOUR_BARS
     figure = Figure(
         figsize=(figure_width, rows * (panel * aspect + 0.6) + 1.0),
         dpi=100,
-        layout="constrained",
+        layout="constrained" if with_bars else None,
     )
+    if not with_bars:
+        top = 1 - 1.1 / figure.get_figheight()  # room for the title lines
+        figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.3)
     FigureCanvasAgg(figure)
     plural = "band" if count == 1 else "bands"
     title = (
         f"step {number}/{last}: {result.step}   ({source}, {count} {plural} of {width}x{height})"
     )
     lines = textwrap.wrap(result.description, width=int(figure_width * 13))
-    figure.suptitle("\n".join([title, *lines]), fontsize=10)
+    legend = "grey bands: black = min, white = max;  signed bands: blue < 0 (white) < red"
+    figure.suptitle("\n".join([title, *lines, legend]), fontsize=10)
     for k in range(count):
         axes = figure.add_subplot(rows, columns, k + 1)
-        _draw_band(figure, axes, bands[k].numpy(), result.band_names[k])
+        _draw_band(figure, axes, bands[k].numpy(), result.band_names[k], with_bars)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     try:
@@ -285,7 +293,7 @@ def _write_figure(
         ) from None
 
 
-def _draw_band(figure, axes, band, name: str) -> None:
+def _draw_band(figure, axes, band, name: str, colour_bar: bool) -> None:
     """Grey for non-negative bands; blue-white-red centred on 0 for signed ones."""
     low, high = float(band.min()), float(band.max())
     if low < 0:
@@ -302,4 +310,5 @@ def _draw_band(figure, axes, band, name: str) -> None:
     axes.set_title(f"{name}\nmin {low:.4g}   max {high:.4g}", fontsize=9)
     axes.set_xticks([])
     axes.set_yticks([])
-    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    if colour_bar:
+        figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)

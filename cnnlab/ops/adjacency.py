@@ -41,6 +41,17 @@ class Adjacency:
         dxs = [dx for _, dx in self.offsets]
         return max(0, -min(dys)), max(0, max(dys)), max(0, -min(dxs)), max(0, max(dxs))
 
+    def rectangle(self) -> tuple[int, int, int] | None:
+        """(height, width, dilation) if this is rectangular_adjacency(width, height, dilation),
+        else None; lets operations use torch's fast kernels for the common case."""
+        height = len({dy for dy, _ in self.offsets})
+        width = len({dx for _, dx in self.offsets})
+        spans = [abs(dy) + abs(dx) for dy, dx in self.offsets if dy == 0 or dx == 0]
+        dilation = min((s for s in spans if s > 0), default=1)
+        if self == rectangular_adjacency(width, height, dilation):
+            return height, width, dilation
+        return None
+
 
 def _window_offsets(size: int, dilation: int) -> list[int]:
     # Odd sizes: -(size-1)/2 .. (size-1)/2, exactly the slides' |x_q - x_p| <= w/2.

@@ -46,6 +46,11 @@ def pool2d(
         raise ConfigError(
             f"Unknown pooling mode {mode!r}; expected one of {', '.join(POOLING_MODES)}."
         )
+    _check_images(images)
+    window = adjacency.rectangle()
+    if window is not None and (mode != "average" or window[2] == 1):
+        return _pool_rectangle(images, window, mode, stride)
+    # Any other relation: |B| shifted copies of the image, so memory grows with |B|.
     if mode == "max":
         return neighbourhood_values(images, adjacency, -torch.inf, stride).amax(dim=2)
     if mode == "min":
@@ -54,6 +59,24 @@ def pool2d(
     total = neighbourhood_values(images, adjacency, 0.0, stride).sum(dim=2)
     count = neighbourhood_values(ones, adjacency, 0.0, stride).sum(dim=2)
     return total / count  # [B, C, H', W']
+
+
+def _pool_rectangle(
+    images: torch.Tensor, window: tuple[int, int, int], mode: str, stride: int | tuple[int, int]
+) -> torch.Tensor:
+    """pool2d for rectangular_adjacency(width, height, dilation) with torch's pooling kernels."""
+    height, width, dilation = window
+    up, left = (height - 1) // 2 * dilation, (width - 1) // 2 * dilation
+    down, right = (height - 1) * dilation - up, (width - 1) * dilation - left
+    pads = (left, right, up, down)
+    if mode == "average":  # dilation is 1 here: torch's avg_pool2d has no dilation
+        total = F.avg_pool2d(F.pad(images, pads), (height, width), stride, divisor_override=1)
+        ones = F.pad(torch.ones_like(images[:1, :1]), pads)  # 1 inside D_I, 0 outside
+        count = F.avg_pool2d(ones, (height, width), stride, divisor_override=1)
+        return total / count
+    sign = 1.0 if mode == "max" else -1.0  # min pooling is max pooling of -R
+    padded = F.pad(sign * images, pads, value=-torch.inf)  # outside D_I never wins
+    return sign * F.max_pool2d(padded, (height, width), stride, dilation=dilation)
 
 
 def global_pool2d(images: torch.Tensor, mode: str = "average") -> torch.Tensor:
