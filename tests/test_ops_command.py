@@ -131,3 +131,12 @@ def test_help_lists_every_step_kernel_and_an_example(capsys):
     for code in STEP_KINDS:
         assert f"\n  {code}" in text
     assert "gaussian-blur" in text and "cnnlab ops photo.jpg --random-bank 8" in text
+
+
+def test_output_folders_stay_apart_when_file_names_repeat():
+    from pathlib import Path
+
+    from cnnlab.commands.ops import _unique_stems
+
+    paths = [Path("test/cat/0001.jpg"), Path("test/ship/0001.jpg"), Path("a.png"), Path("a.png")]
+    assert _unique_stems(paths) == ["cat-0001", "ship-0001", "a", "a-2"]

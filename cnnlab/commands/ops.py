@@ -21,7 +21,9 @@ from cnnlab.commands.ops_pipeline import (
     StepResult,
     parse_pipeline,
     parse_size,
+    run_pipeline,
 )
+from cnnlab.data.images import load_image_file
 from cnnlab.errors import CnnlabError, ConfigError, UnknownNameError
 from cnnlab.ops import KERNELS
 
@@ -116,15 +118,11 @@ def register(commands) -> None:
 
 
 def run_ops_command(args: argparse.Namespace) -> int:
-    from cnnlab.commands.ops_pipeline import run_pipeline
-
     steps = parse_pipeline(args.pipeline)  # errors before any image is read
     bank = _bank_choice(args)
     paths = [Path(p) for p in args.images]
     channels = 1 if args.grey else _channels(paths)
     size, note = _target_size(paths[0], args.size, args.max_side)
-    from cnnlab.data.images import load_image_file
-
     batch = torch.stack([load_image_file(p, channels, size) for p in paths]).float()
     results = run_pipeline(batch, steps, bank)  # [B, C, H, W] per step
     stems = _unique_stems(paths)
@@ -133,7 +131,7 @@ def run_ops_command(args: argparse.Namespace) -> int:
         files = []
         for j, stem in enumerate(stems):
             path = Path(args.out) / stem / f"{number:02d}-{_file_label(result.step)}.png"
-            _write_figure(result, j, number, len(results) - 1, paths[j].name, path)
+            _write_figure(result, j, number, len(results) - 1, str(paths[j]), path)
             files.append(str(path))
         written.append(_summary(result, files))
     if args.json:
@@ -176,15 +174,13 @@ def _image_header(path: Path) -> tuple[str, tuple[int, int]]:
     """(PIL mode, (height, width) after EXIF rotation), reading only the file header."""
     from PIL import Image
 
-    from cnnlab.data.images import load_image_file
-
     try:
         with Image.open(path) as image:
             width, height = image.size
             if image.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees
                 width, height = height, width
             return image.mode, (height, width)
-    except Exception:  # noqa: BLE001  (the loader below says precisely what is wrong)
+    except Exception:  # let the loader say precisely what is wrong with the file
         load_image_file(path, 1, (1, 1))
         raise
 
@@ -214,13 +210,21 @@ def _target_size(path: Path, size: str | None, max_side: int) -> tuple[tuple[int
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
-    stems: list[str] = []
-    for path in paths:
-        stem, n = path.stem, 2
-        while stem in stems:
-            stem, n = f"{path.stem}-{n}", n + 1
-        stems.append(stem)
-    return stems
+    """Output folder names: the file stems, with the parent folder where stems repeat
+    (test/cat/0001.jpg and test/ship/0001.jpg -> cat-0001, ship-0001), then a counter."""
+    stems = [p.stem for p in paths]
+    repeated = {s for s in stems if stems.count(s) > 1}
+    named = [
+        f"{p.parent.name}-{p.stem}" if p.stem in repeated and p.parent.name else p.stem
+        for p in paths
+    ]
+    unique: list[str] = []
+    for name in named:
+        candidate, n = name, 2
+        while candidate in unique:
+            candidate, n = f"{name}-{n}", n + 1
+        unique.append(candidate)
+    return unique
 
 
 def _file_label(step: str) -> str:
