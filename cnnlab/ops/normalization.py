@@ -80,7 +80,8 @@ def batch_normalization(
     """The slides' batch normalisation of a set of n images: [n, C, H, W] -> [n, C, H, W].
 
     N_k(p) = (I_k(p) - mu_k(p)) / sigma_k(p) * gamma + beta, with
-    mu_k(p) = 1/n sum_j I_jk(p) and sigma_k(p)^2 = 1/(n-1) sum_j (I_jk(p) - mu_k(p))^2:
+    mu_k(p) = 1/n sum_j I_jk(p) and sigma_k(p)^2 = 1/(n-1) sum_j (I_jk(p) - mu_k(p))^2 (the
+    slide writes I_k(p) inside the second sum; summing over j, it can only mean I_jk(p)):
     statistics="pixel" (the slides' form) takes them per pixel p and band k over the n images;
     statistics="channel" takes them per band over all n*H*W values (torch's grouping).
     gamma and beta default to 1 and 0; tensors broadcast against [n, C, H, W] (e.g. [C, 1, 1]).
