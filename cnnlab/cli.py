@@ -25,10 +25,15 @@ from cnnlab.fileio import atomic_write_text
 
 # Commands beyond the core ones live in their own modules, each with `register(commands)` that adds
 # its sub-parser (with `handler` set); list them here, in the order `cnnlab --help` shows them.
-COMMAND_MODULES: list[str] = ["cnnlab.commands.ops", "cnnlab.commands.augment"]
+COMMAND_MODULES: list[str] = [
+    "cnnlab.commands.ops",
+    "cnnlab.commands.augment",
+    "cnnlab.commands.summary",
+]
 
 EPILOG_TRAIN = """examples:
   cnnlab train --data digits --model small-cnn --epochs 10 --out runs/digits
+  cnnlab train --data digits --model "[[conv32 -> relu]*2 -> pool]*3 -> fc" --out runs/spec
   CNNLAB_DATA=../shared/datasets cnnlab train --data fashion-mnist --model lenet5 \\
       --epochs 15 --out runs/fmnist-lenet
   cnnlab train --config recipe.toml --learning-rate 0.1 --out runs/try2
@@ -91,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train(commands) -> None:
+    from cnnlab.netspec import SPEC_GRAMMAR
     from cnnlab.training.config import TrainConfig
 
     parser = commands.add_parser(
@@ -98,7 +104,7 @@ def _add_train(commands) -> None:
         help="train a model and write a run directory",
         description="Train a CNN on a data set and write a run directory (config.json, "
         "dataset.json, model.json, metrics.jsonl, checkpoints/).",
-        epilog=EPILOG_TRAIN,
+        epilog=EPILOG_TRAIN + "\n" + SPEC_GRAMMAR,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("run")
@@ -145,6 +151,7 @@ def _add_config_flag(group, field: dataclasses.Field, default: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from cnnlab.models import resolve_model_argument
     from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
     from cnnlab.training.run import train
 
@@ -173,6 +180,9 @@ def _train(args: argparse.Namespace) -> int:
     else:
         values = load_toml(args.config) if args.config else {}
         config = TrainConfig.from_dict({**values, **given}, source=args.config or "flags")
+        # A spec in --model becomes the "spec" family with the spec as its option (model.json).
+        model, model_options = resolve_model_argument(config.model, config.model_options)
+        config = dataclasses.replace(config, model=model, model_options=model_options)
         out = Path(args.out or f"runs/{config.data}-{config.model}".replace(":", "-"))
     result = train(config, out, resume=bool(args.resume), show_progress=not args.quiet)
     summary = {

@@ -1,51 +1,112 @@
-"""Every registered model honours the contract, for 1 and 3 bands, small and MNIST-size."""
+"""Every registered model honours the contract, for 1 and 3 bands, small, MNIST-size and 224 px.
+
+Shapes are checked on torch's meta device (no memory, no arithmetic), so even VGG-16 at 224 px
+costs milliseconds; a real forward and backward pass on the CPU checks the numbers and gradients.
+"""
+
+import json
+from functools import cache
 
 import pytest
 import torch
 
 from cnnlab.errors import ConfigError, UnknownNameError
-from cnnlab.models import MODELS, ModelSpec, build_model, register_model
+from cnnlab.models import (
+    MODELS,
+    ModelSpec,
+    build_model,
+    model_min_image_size,
+    model_options,
+    register_model,
+)
 
-SIZES = [(8, 8), (28, 28), (32, 32)]
+SIZES = [(8, 8), (28, 28), (32, 32), (224, 224)]
+# Above this, the gradient test runs on the meta device: it still proves every parameter is in
+# the backward graph, without a gigabyte of gradients.
+REAL_GRADIENT_MAX_PARAMETERS = 30_000_000
+
+
+@cache
+def _parameter_count(name: str) -> int:
+    size = max(32, model_min_image_size(name))
+    with torch.device("meta"):
+        model = build_model(ModelSpec(name, 3, 10, (size, size)))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _execution_order(model: torch.nn.Module, x: torch.Tensor) -> list[str]:
+    order: list[str] = []
+    handles = [
+        module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
+        for name, module in model.named_modules()
+    ]
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 @pytest.mark.parametrize("in_channels", [1, 3])
 @pytest.mark.parametrize("size", SIZES)
 def test_forward_shapes_and_contract(name, in_channels, size):
-    torch.manual_seed(0)
-    model = build_model(ModelSpec(name, in_channels, 7, size)).eval()
-    x = torch.randn(2, in_channels, *size)
-    features = model.forward_features(x)
-    logits = model.forward_head(features)
-    assert logits.shape == (2, 7)
-    assert model.num_classes == 7
-    assert torch.allclose(model(x), logits)
-    modules = dict(model.named_modules())
-    assert model.feature_layers, "feature_layers must name at least one stage"
-    for layer in model.feature_layers:
-        assert layer in modules, f"{layer} is not a module of {name}"
-    model.reset_classifier(3)
-    assert model(x).shape == (2, 3) and model.num_classes == 3
+    if min(size) < model_min_image_size(name):
+        with pytest.raises(ConfigError, match="needs images of at least"):
+            build_model(ModelSpec(name, in_channels, 7, size))
+        return
+    with torch.device("meta"):
+        model = build_model(ModelSpec(name, in_channels, 7, size)).eval()
+        x = torch.zeros(2, in_channels, *size)
+        features = model.forward_features(x)
+        assert model.forward_head(features).shape == (2, 7)
+        assert model(x).shape == (2, 7)
+        assert model.num_classes == 7
+        modules = dict(model.named_modules())
+        assert model.feature_layers, "feature_layers must name at least one stage"
+        for layer in model.feature_layers:
+            assert layer in modules, f"{layer} is not a module of {name}"
+        order = _execution_order(model, x)
+        first_call = [order.index(layer) for layer in model.feature_layers]
+        assert first_call == sorted(first_call), "feature_layers must run shallow to deep"
+        model.reset_classifier(3)
+        assert model(x).shape == (2, 3) and model.num_classes == 3
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-def test_every_parameter_gets_a_gradient(name):
+def test_forward_equals_head_of_features_and_every_parameter_gets_a_gradient(name):
+    size = max(8, model_min_image_size(name))
+    device = "meta" if _parameter_count(name) > REAL_GRADIENT_MAX_PARAMETERS else "cpu"
     torch.manual_seed(0)
-    model = build_model(ModelSpec(name, 1, 10, (28, 28)))
-    loss = model(torch.randn(4, 1, 28, 28)).logsumexp(1).sum()
-    loss.backward()
+    with torch.device(device):
+        model = build_model(ModelSpec(name, 1, 10, (size, size)))
+        x = torch.randn(2, 1, size, size)
+    if device == "cpu":
+        model.eval()
+        with torch.no_grad():
+            assert torch.allclose(model(x), model.forward_head(model.forward_features(x)))
+        model.train()
+    model(x).logsumexp(1).sum().backward()
     for pname, parameter in model.named_parameters():
-        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, pname
+        assert parameter.grad is not None, f"{pname} gets no gradient"
+        # Weights only: a bias followed by batch normalisation (in training mode) has an exactly
+        # zero gradient, since the normalisation subtracts any constant shift again.
+        if device == "cpu" and parameter.dim() > 1:
+            assert parameter.grad.abs().sum() > 0, f"{pname} gets a zero gradient"
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_spec_round_trip(name):
     spec = ModelSpec(name, 3, 10, (32, 32), {"dropout": 0.25})
     assert ModelSpec.from_dict(spec.to_dict()) == spec
-    import json
-
     assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_takes_a_dropout_option(name):
+    # `cnnlab train --dropout` passes it to every builder.
+    assert "dropout" in model_options(name)
 
 
 def test_lenet5_has_the_papers_parameter_count():
@@ -73,3 +134,21 @@ def test_small_cnn_options_change_the_network():
     model = build_model(ModelSpec("small-cnn", 1, 10, (28, 28), {"widths": [8, 16], "depth": 1}))
     assert model.head.fc.in_features == 16
     assert model.feature_layers == ("features.stage1", "features.stage2")
+
+
+def test_torchvision_models_adapt_bands_and_keep_torchvision_state_dict_keys():
+    import torchvision
+
+    with torch.device("meta"):
+        model = build_model(ModelSpec("tv-resnet18", 5, 4, (64, 64)))
+        reference = torchvision.models.resnet18(num_classes=4)
+    assert model.net.conv1.in_channels == 5
+    assert set(model.net.state_dict()) == set(reference.state_dict())
+
+
+def test_small_inputs_use_small_stems_and_large_ones_the_imagenet_stems():
+    with torch.device("meta"):
+        small = build_model(ModelSpec("resnet18", 3, 10, (32, 32)))
+        large = build_model(ModelSpec("resnet18", 3, 10, (224, 224)))
+    assert small.features.stem.conv.kernel_size == (3, 3)
+    assert large.features.stem[0].conv.kernel_size == (7, 7)

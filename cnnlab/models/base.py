@@ -43,3 +43,18 @@ class ClassifierModel(nn.Module):
 def spatial_size_after(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
     """Output length of a convolution or pooling window along one axis."""
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def init_conv_weights(model: nn.Module) -> None:
+    """He (Kaiming) normal initialisation of every convolution, the usual one for ReLU networks."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def uses_imagenet_stem(image_size: tuple[int, int]) -> bool:
+    """Images of 64 px and more get the ImageNet stems (large strided kernels, early pooling);
+    smaller ones (28x28, 32x32, 8x8) a stride-1 3x3 stem that keeps their few pixels."""
+    return min(image_size) >= 64

@@ -48,7 +48,9 @@ def _conv_relu(in_channels: int, out_channels: int, padding: int) -> nn.Sequenti
     )
 
 
-@register_model("lenet5", "LeNet-5: two 5x5 conv + max-pool stages, dense 120-84-classes")
+@register_model(
+    "lenet5", "LeNet-5: two 5x5 conv + max-pool stages, dense 120-84-classes", min_image_size=4
+)
 def lenet5(
     *, in_channels: int, num_classes: int, image_size: tuple[int, int], dropout: float = 0.0
 ) -> LeNet5:

@@ -19,12 +19,17 @@ from cnnlab.registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 _DESCRIPTIONS: dict[str, str] = {}
+_MIN_IMAGE_SIZES: dict[str, int] = {}
 
 
-def register_model(name: str, description: str = "") -> Callable:
+def register_model(name: str, description: str = "", *, min_image_size: int = 1) -> Callable:
+    """Register a builder; `min_image_size` is the smallest image side it accepts (build_model
+    refuses smaller images with a clear message instead of a shape error deep inside torch)."""
+
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         MODELS.add(name, builder)
         _DESCRIPTIONS[name] = description or (builder.__doc__ or "").strip().splitlines()[0]
+        _MIN_IMAGE_SIZES[name] = min_image_size
         return builder
 
     return decorator
@@ -32,6 +37,11 @@ def register_model(name: str, description: str = "") -> Callable:
 
 def model_description(name: str) -> str:
     return _DESCRIPTIONS.get(name, "")
+
+
+def model_min_image_size(name: str) -> int:
+    MODELS.get(name)
+    return _MIN_IMAGE_SIZES.get(name, 1)
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -88,6 +98,14 @@ def build_model(spec: ModelSpec) -> nn.Module:
         raise ConfigError(
             f"Model {spec.name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(known) or 'none'}."
+        )
+    smallest = model_min_image_size(spec.name)
+    if min(spec.image_size) < smallest:
+        height, width = spec.image_size
+        raise ConfigError(
+            f"Model {spec.name!r} needs images of at least {smallest}x{smallest} pixels; these are "
+            f"{height}x{width}. Resize the images or choose a model for small inputs "
+            "(`cnnlab models`)."
         )
     return builder(
         in_channels=spec.in_channels,
