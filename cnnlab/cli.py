@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "cnnlab.commands.ops",
     "cnnlab.commands.augment",
     "cnnlab.commands.summary",
+    "cnnlab.commands.explain",
 ]
 
 EPILOG_TRAIN = """examples:

@@ -1,0 +1,485 @@
+"""`cnnlab explain RUN`: everything under RUN/explain/<split>/ from one call, `explain_run`.
+
+Feature spaces per layer (projections, separability against depth), neuron maps, one image's
+feature maps, the first kernel bank and where the network looks; before and after training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import neurons as neuron_maps
+from cnnlab.explain.cam import EXPLAINERS
+from cnnlab.explain.features import (
+    POOLINGS,
+    LayerFeatures,
+    collect_features,
+    default_layers,
+    sample_indices,
+)
+from cnnlab.explain.hooks import LAST_HIDDEN
+from cnnlab.explain.plots import (
+    plot_neuron_maps,
+    plot_projection,
+    plot_projection_grid,
+    plot_separability,
+)
+from cnnlab.explain.projection import PROJECTIONS, project_layers
+from cnnlab.explain.separability import chance_levels, depth_trend, separability
+from cnnlab.fileio import atomic_write_json
+from cnnlab.training.loop import StepSettings
+from cnnlab.training.progress import Progress, format_duration
+
+WHAT = ("features", "separability", "neurons", "activations", "filters", "cam")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """What `cnnlab explain` does; each field is the flag of the same name."""
+
+    split: str = "test"
+    layers: tuple[str, ...] = ()  # empty: input, every feature_layers entry, last hidden layer
+    method: str = "tsne"
+    what: tuple[str, ...] = WHAT
+    max_points: int | None = 10_000
+    seed: int = 0
+    untrained: bool = False
+    pooling: str = "flatten"
+    max_features: int = 2048
+    neighbours: int = 5
+    neuron_layers: tuple[str, ...] = (LAST_HIDDEN,)
+    cam_methods: tuple[str, ...] = ("gradcam", "gradcam++", "saliency", "occlusion")
+    cam_layer: str | None = None
+    image_index: int = 0
+    per_cell: int = 6
+    masks: str | None = None
+    checkpoint: str = "best"
+    device: str = "auto"
+    data: str | None = None
+    data_dir: str | None = None
+    batch_size: int = 500
+
+    def check(self) -> None:
+        unknown = sorted(set(self.what) - set(WHAT))
+        if unknown:
+            raise CnnlabError(
+                f"--what has unknown part(s) {', '.join(map(repr, unknown))}; choose from "
+                f"{', '.join(WHAT)} (comma-separated)."
+            )
+        PROJECTIONS.get(self.method)
+        for name in self.cam_methods:
+            EXPLAINERS.get(name)
+        if self.pooling not in POOLINGS:
+            raise CnnlabError(f"--pooling must be one of {', '.join(POOLINGS)}.")
+        if self.max_features < 1 or self.neighbours < 1 or self.per_cell < 1:
+            raise CnnlabError("--max-features, --neighbours and --per-cell must be at least 1.")
+
+
+@dataclass
+class ModelState:
+    """One model state to explain: the trained weights or the untrained initialisation."""
+
+    name: str  # "trained" or "untrained"
+    model: nn.Module
+    layers: list[LayerFeatures] = dataclasses.field(default_factory=list)
+    logits: torch.Tensor | None = None
+    embeddings: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    separability: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+
+class Reporter:
+    """Progress lines with the time since the start, and the list of files written."""
+
+    def __init__(self, stream: TextIO | None, enabled: bool) -> None:
+        self.progress = Progress(0, stream=stream, enabled=enabled)
+        self.start = time.perf_counter()
+        self.files: list[str] = []
+        self.timings: dict[str, float] = {}
+
+    def say(self, text: str) -> None:
+        elapsed = format_duration(time.perf_counter() - self.start)
+        self.progress.message(f"[{elapsed}] {text}")
+
+    def wrote(self, path: Path, root: Path) -> Path:
+        self.files.append(str(path.relative_to(root)))
+        return path
+
+
+def explain_run(
+    run_path: str | Path,
+    config: ExplainConfig,
+    stream: TextIO | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Explain a trained run; writes PNG + JSON under RUN/explain/ and returns the summary."""
+    from cnnlab.data.rundata import load_run_split
+    from cnnlab.explain import image_reports as image_parts
+    from cnnlab.inference import load_run
+
+    config.check()
+    report = Reporter(stream, show_progress)
+    loaded = load_run(run_path, config.checkpoint, config.device)
+    record, settings = loaded.record, loaded.settings
+    class_names = list(record["class_names"])
+    root = loaded.run.path / "explain"
+    out = root / config.split
+    report.say(f"loading the {config.split} split of {record['source']}")
+    split = load_run_split(record, config.split, data_dir=config.data_dir, data=config.data)
+    if not len(split.labels):
+        raise CnnlabError(f"The run's {config.split} split is empty; choose another --split.")
+    indices = sample_indices(len(split.labels), config.max_points, config.seed)
+    images = split.images.index_select(0, indices)
+    labels = split.labels.index_select(0, indices)
+    sample_ids = [split.sample_ids[i] for i in indices.tolist()]
+    report.say(f"{len(indices):,} of {len(split.labels):,} images (seed {config.seed})")
+    states = [ModelState("trained", loaded.model)]
+    if config.untrained:
+        states.append(ModelState("untrained", untrained_model(loaded)))
+    layers = list(config.layers) or default_layers(loaded.model)
+    summary: dict[str, Any] = {
+        "run": str(loaded.run.path),
+        "split": config.split,
+        "checkpoint": loaded.checkpoint.path.name,
+        "points": len(indices),
+        "split_size": len(split.labels),
+        "config": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+        },
+        "layers": layers,
+    }
+
+    wanted = set(config.what)
+    if wanted & {"features", "separability", "neurons"}:
+        feature_layers = list(dict.fromkeys(layers + list(config.neuron_layers)))
+        for state in states:
+            timed(
+                report,
+                f"{state.name} features",
+                lambda s=state: _collect(s, images, feature_layers, settings, config, report),
+            )
+        summary["features"] = [
+            {
+                "layer": f.name,
+                "output_shape": list(f.output_shape),
+                "dimensions": int(f.features.shape[1]),
+                "reduction": f.reduction,
+            }
+            for f in states[0].layers
+            if f.name in layers
+        ]
+    logits = states[0].logits
+    if wanted & {"features", "separability"}:
+        for state in states:
+            _project(state, layers, config, report)
+        summary["separability"] = _write_separability(states, layers, labels, config, out, report)
+        if "features" in wanted:  # after separability, so the panels can show its numbers
+            summary["projections"] = _write_projections(
+                states, layers, labels, sample_ids, class_names, config, out, report
+            )
+    if "neurons" in wanted:
+        summary["neurons"] = _write_neurons(
+            states, images, labels, class_names, config, out, report
+        )
+    if "activations" in wanted:
+        summary["activations"] = timed(
+            report,
+            "activations",
+            lambda: image_parts.write_activations(
+                loaded.model, split, layers, settings, config.image_index, out, report
+            ),
+        )
+    if "filters" in wanted:
+        summary["filters"] = timed(
+            report,
+            "filters",
+            lambda: image_parts.write_filters(states, images[:1], settings, root, report),
+        )
+    if "cam" in wanted:
+        summary["cam"] = timed(
+            report,
+            "where the network looks",
+            lambda: image_parts.write_cam(
+                loaded.model,
+                images,
+                labels,
+                sample_ids,
+                logits,
+                record,
+                settings,
+                config,
+                out,
+                report,
+            ),
+        )
+    summary["timings_seconds"] = report.timings
+    summary["total_seconds"] = round(time.perf_counter() - report.start, 2)
+    summary["files"] = sorted(set(report.files))
+    atomic_write_json(out / "summary.json", summary)
+    report.say(f"done: {len(summary['files'])} files under {out}")
+    return summary
+
+
+def timed(report: Reporter, name: str, work: Any) -> Any:
+    start = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - start
+    report.timings[name] = round(report.timings.get(name, 0.0) + seconds, 2)
+    report.say(f"{name}: {seconds:.1f} s")
+    return result
+
+
+def untrained_model(loaded: Any) -> nn.Module:
+    """The same spec initialised as training started it: seeded with the run's seed (the exact
+    draw matches when building the model was the first use of the random generator)."""
+    from cnnlab.models import ModelSpec, build_model
+
+    spec = ModelSpec.from_dict(loaded.run.read("model.json"))
+    seed = int(loaded.run.read("config.json").get("train", {}).get("seed", 0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(spec)
+    return model.to(loaded.device).eval()
+
+
+def _collect(
+    state: ModelState,
+    images: torch.Tensor,
+    layers: list[str],
+    settings: StepSettings,
+    config: ExplainConfig,
+    report: Reporter,
+) -> None:
+    def on_batch(done: int, total: int) -> None:
+        if done == total or done % (config.batch_size * 10) == 0:
+            report.say(f"{state.name} features: {done:,}/{total:,} images")
+
+    state.layers, state.logits = collect_features(
+        state.model,
+        images,
+        layers,
+        settings,
+        pooling=config.pooling,
+        max_features=config.max_features,
+        batch_size=config.batch_size,
+        on_batch=on_batch,
+    )
+
+
+def _project(state: ModelState, layers: list[str], config: ExplainConfig, report: Reporter) -> None:
+    chosen = [f for f in state.layers if f.name in layers]
+
+    def on_layer(index: int, seconds: float) -> None:
+        report.say(
+            f"{state.name} {config.method} {index + 1}/{len(chosen)} "
+            f"({chosen[index].name}, {chosen[index].features.shape[1]}-D): {seconds:.1f} s"
+        )
+
+    start = time.perf_counter()
+    state.embeddings = project_layers(
+        [f.features for f in chosen], config.method, config.seed, on_layer
+    )
+    key = f"{state.name} {config.method} projections"
+    report.timings[key] = round(time.perf_counter() - start, 2)
+
+
+def _file_stem(index: int, layer: str) -> str:
+    return f"{index:02d}-{layer}"
+
+
+def _write_projections(states, layers, labels, sample_ids, class_names, config, out, report):
+    folder = out / "projections" / config.method
+    written = []
+    for state in states:
+        predictions = state.logits.argmax(1)
+        for index, (layer, points) in enumerate(zip(layers, state.embeddings, strict=True)):
+            stem = f"{_file_stem(index, layer)}-{state.name}"
+            metrics = state.separability[index] if state.separability else None
+            title = (
+                f"{layer} ({state.name}), {config.method}, {len(points):,} {config.split} images"
+            )
+            if metrics:
+                title += f"\nk-NN accuracy {metrics['feature_knn_accuracy']:.3f} in feature space"
+            plot_projection(
+                points,
+                labels,
+                predictions,
+                class_names,
+                title,
+                report.wrote(folder / f"{stem}.png", out.parent),
+            )
+            atomic_write_json(
+                report.wrote(folder / f"{stem}.json", out.parent),
+                {
+                    "layer": layer,
+                    "state": state.name,
+                    "method": config.method,
+                    "split": config.split,
+                    "class_names": class_names,
+                    "sample_ids": sample_ids,
+                    "labels": labels.tolist(),
+                    "predictions": predictions.tolist(),
+                    "x": [round(v, 4) for v in points[:, 0].tolist()],
+                    "y": [round(v, 4) for v in points[:, 1].tolist()],
+                },
+            )
+            written.append(str(folder / f"{stem}.png"))
+    rows = []
+    for state in states:
+        panels = []
+        for index, (layer, points) in enumerate(zip(layers, state.embeddings, strict=True)):
+            caption = layer
+            if state.separability:
+                row = state.separability[index]
+                caption += (
+                    f"\nk-NN {row['feature_knn_accuracy']:.2f} | "
+                    f"2-D {row['projection_knn_accuracy']:.2f}"
+                )
+            panels.append((caption, points))
+        rows.append((state.name, panels))
+    grid = report.wrote(out / f"projections-{config.method}.png", out.parent)
+    plot_projection_grid(
+        rows,
+        labels,
+        [s.logits.argmax(1) for s in states],
+        class_names,
+        f"{config.method} of each layer's global features, {config.split} split "
+        "(colour: true class, x: misclassified; k-NN accuracy in feature space | in 2-D)",
+        grid,
+    )
+    return {"method": config.method, "small_multiples": str(grid), "per_layer": written}
+
+
+def _write_separability(states, layers, labels, config, out, report) -> dict:
+    start = time.perf_counter()
+    for state in states:
+        chosen = [f for f in state.layers if f.name in layers]
+        state.separability = []
+        for layer, points in zip(chosen, state.embeddings, strict=True):
+            feature = separability(layer.features, labels, config.neighbours)
+            projected = separability(points, labels, config.neighbours)
+            state.separability.append(
+                {f"feature_{k}": round(v, 4) for k, v in feature.items()}
+                | {f"projection_{k}": round(v, 4) for k, v in projected.items()}
+            )
+        report.say(f"{state.name} separability of {len(chosen)} layers")
+    report.timings["separability"] = round(time.perf_counter() - start, 2)
+    trends = {}
+    for state in states:
+        trends[state.name] = {
+            key: depth_trend([row[key] for row in state.separability], layers)
+            for key in (
+                "feature_silhouette",
+                "feature_knn_accuracy",
+                "feature_neighbourhood_hit",
+                "projection_knn_accuracy",
+            )
+        }
+    claim = trends["trained"]["feature_knn_accuracy"]
+    statement = f"On this run, k-NN accuracy in the feature space {claim['verdict']}."
+    report.say(statement)
+    result = {
+        "k": config.neighbours,
+        "chance": chance_levels(labels, config.neighbours),
+        "layers": layers,
+        "metrics": {
+            s.name: [{"layer": n} | row for n, row in zip(layers, s.separability, strict=True)]
+            for s in states
+        },
+        "trends": trends,
+        "statement": statement,
+    }
+    atomic_write_json(report.wrote(out / "separability.json", out.parent), result)
+    plot_separability(
+        layers,
+        {s.name: s.separability for s in states},
+        labels,
+        config.neighbours,
+        f"Class separation per layer, {config.split} split ({len(labels):,} images, "
+        f"k = {config.neighbours}, 2-D: {config.method})\n{statement}",
+        report.wrote(out / "separability.png", out.parent),
+    )
+    return result
+
+
+def _write_neurons(states, images, labels, class_names, config, out, report) -> dict:
+    from cnnlab.explain.image_reports import write_top_images
+
+    result: dict[str, Any] = {}
+    folder = out / "neurons"
+    for layer in config.neuron_layers:
+        entry: dict[str, Any] = {}
+        for state in states:
+            start = time.perf_counter()
+            activations = next(f for f in state.layers if f.name == layer).channel_means
+            if activations.shape[1] < 2:
+                raise CnnlabError(
+                    f"Layer {layer!r} has {activations.shape[1]} neuron(s); a "
+                    "neuron map needs at least 2."
+                )
+            mapped = neuron_maps.neuron_map(layer, activations, labels, len(class_names))
+            summary = neuron_maps.specialisation(mapped, class_names)
+            classes = list(range(min(len(class_names), 20)))
+            stem = f"{layer}-{state.name}"
+            plot_neuron_maps(
+                mapped.positions,
+                mapped.auc,
+                mapped.dead,
+                class_names,
+                classes,
+                f"Neurons of {layer} ({state.name}, {activations.shape[1]} units): metric MDS "
+                f"of correlation distances (stress {mapped.stress:.2f}); circled: the best "
+                f"detector of each class. Mean best AUC {summary['mean_best_auc']:.3f}",
+                report.wrote(folder / f"{stem}.png", out.parent),
+            )
+            chosen = neuron_maps.selected_neurons(mapped.auc)
+            tops = write_top_images(
+                images,
+                labels,
+                activations,
+                mapped.auc,
+                chosen,
+                class_names,
+                f"{layer} ({state.name})",
+                report.wrote(folder / f"{stem}-top-images.png", out.parent),
+            )
+            atomic_write_json(
+                report.wrote(folder / f"{stem}.json", out.parent),
+                {
+                    "layer": layer,
+                    "state": state.name,
+                    "class_names": class_names,
+                    "x": [round(v, 4) for v in mapped.positions[:, 0].tolist()],
+                    "y": [round(v, 4) for v in mapped.positions[:, 1].tolist()],
+                    "auc": [[round(v, 4) for v in row] for row in mapped.auc.tolist()],
+                    "dead": mapped.dead.tolist(),
+                    "stress": mapped.stress,
+                    "selected_neurons": tops,
+                    "specialisation": summary,
+                },
+            )
+            entry[state.name] = {
+                k: v for k, v in summary.items() if k not in ("best_class", "best_auc")
+            }
+            report.say(
+                f"neurons of {layer} ({state.name}): mean best AUC "
+                f"{summary['mean_best_auc']:.3f}, {summary['specialised_neurons']} of "
+                f"{summary['neurons']} reach {neuron_maps.SPECIALISED_AUC} "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
+        if "untrained" in entry:
+            before, after = entry["untrained"]["mean_best_auc"], entry["trained"]["mean_best_auc"]
+            verb = "specialised" if after > before + 0.01 else "did not specialise"
+            entry["statement"] = (
+                f"Training {verb} the neurons of {layer}: mean best AUC "
+                f"{before:.3f} before, {after:.3f} after."
+            )
+        result[layer] = entry
+    return result
