@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.data import decode, locate
+from cnnlab.data import dataset_info, decode, locate
 from cnnlab.data.folder import LoadOptions, load_folder, parse_image_size, scan_folder
 from cnnlab.data.images import decode_image, load_image_file
 from cnnlab.data.rundata import make_record, select_split
@@ -355,6 +355,28 @@ def test_cache_is_used_safely_and_invalidated_by_changes(tmp_path, monkeypatch):
     assert changed.preprocess["from_cache"] is False and changed.train_images[0].max() == 7
     assert len(list(decode.decoded_cache_dir().glob("*.npy"))) == 1  # the stale entry is gone
     assert load_folder(root, LoadOptions(cache=False)).preprocess["from_cache"] is False
+
+
+class CreatesAFile:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_a_cache_entry_holding_a_pickle_is_never_unpickled(tmp_path):
+    root = tmp_path / "cached"
+    make_classes(root, {"a": 2, "b": 2})
+    load_folder(root)
+    entry = next(decode.decoded_cache_dir().glob("*.npy"))
+    marker = tmp_path / "pwned"
+    np.save(entry, np.array([CreatesAFile(marker)], dtype=object), allow_pickle=True)
+    again = load_folder(root)
+    assert again.preprocess["from_cache"] is False and not marker.exists()
+    assert again.train_images.shape == (4, 1, 6, 6)  # solid gray pictures: one band
+    info = dataset_info(f"folder:{root}")
+    assert info["num_classes"] == 2 and info["files"] == {"train": 4}
 
 
 def test_parallel_decoding_equals_serial(tmp_path, monkeypatch):

@@ -55,13 +55,12 @@ def _augment(args: argparse.Namespace) -> int:
     from cnnlab.data.sources import load_dataset
     from cnnlab.data.splits import channel_mean_std
     from cnnlab.training.config import TrainConfig
-    from cnnlab.training.run import _load_options
 
     if args.rows < 1 or args.variants < 1:
         raise CnnlabError("--rows and --variants must be at least 1.")
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in names}, "flags")
-    dataset = load_dataset(config.data, config.data_dir, config.download, _load_options(config))
+    dataset = load_dataset(config.data, config.data_dir, config.download, config.load_options())
     augmentation = resolve_augmentation(
         config.to_dict(), dataset.name, dataset.image_size, config.augment
     )

@@ -11,9 +11,12 @@ import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnlab.data.folder import LoadOptions
 
 
 def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
@@ -181,6 +184,18 @@ class TrainConfig:
             within("noise", 0, 1),
             within("erase", 0, 1),
         ]
+
+    def load_options(self) -> LoadOptions:
+        """How a folder: source is decoded (named data sets only check the size and bands)."""
+        from cnnlab.data.folder import LoadOptions, parse_image_size
+
+        return LoadOptions(
+            image_size=parse_image_size(self.image_size),
+            aspect=self.aspect,
+            channels=self.channels,
+            strict=self.strict,
+            cache=self.cache,
+        )
 
     @property
     def resolved_learning_rate(self) -> float:

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from cnnlab.data.augment import augmented_batches, resolve_augmentation
-from cnnlab.data.folder import LoadOptions, parse_image_size
 from cnnlab.data.loader import (
     Normalizer,
     balanced_epoch_order,
@@ -98,7 +97,7 @@ def train(
         spec = ModelSpec.from_dict(run.read("model.json"))
         options = load_options(record, cache=config.cache)
     else:
-        options = _load_options(config)
+        options = config.load_options()
     source = record["source"] if resume else config.data  # the recorded one is absolute
     dataset = load_dataset(source, config.data_dir, config.download, options)
     if not resume:
@@ -261,16 +260,6 @@ def train(
         best=_best(state, config) if state.best_epoch else None,
         last=state.history[-1] if state.history else None,
         signal_number=stop.signal_number,
-    )
-
-
-def _load_options(config: TrainConfig) -> LoadOptions:
-    return LoadOptions(
-        image_size=parse_image_size(config.image_size),
-        aspect=config.aspect,
-        channels=config.channels,
-        strict=config.strict,
-        cache=config.cache,
     )
 
 
