@@ -122,16 +122,15 @@ def _decode_all(
         pool = ProcessPoolExecutor(workers, mp_context=_pool_context())
         results = pool.map(_decode_chunk, tasks)
     try:
-        for start, decoded in results:
-            for offset, (pixels, reason) in enumerate(decoded):
-                index = start + offset
-                if pixels is None:
-                    failures.append((index, reason))
-                    continue
-                ok[index] = True
-                is_color[index] = pixels.shape[0] == 3
-                out[index] = pixels  # a gray image fills every band when bands == 3
-            done += len(decoded)
+        for start, pixels, color, reasons in results:
+            out[start : start + len(pixels)] = pixels
+            is_color[start : start + len(pixels)] = color
+            for offset, reason in enumerate(reasons):
+                if reason is None:
+                    ok[start + offset] = True
+                else:
+                    failures.append((start + offset, reason))
+            done += len(pixels)
             if time.perf_counter() - last_report > PROGRESS_SECONDS:
                 last_report = time.perf_counter()
                 rate = done / (last_report - began)
@@ -144,21 +143,34 @@ def _decode_all(
     return out[ok] if not ok.all() else out, failures
 
 
-def _decode_chunk(task: tuple[str, list[str], Preprocess, int]) -> tuple[int, list]:
+def _decode_chunk(
+    task: tuple[str, list[str], Preprocess, int],
+) -> tuple[int, np.ndarray, np.ndarray, list[str | None]]:
+    """Decode consecutive files into one packed array (cheap to send back from a worker).
+
+    Returns (start, uint8 [n, bands, H, W], colour flags [n], failure reason or None per file);
+    a gray image fills every band when bands is 3.
+    """
     root, names, preprocess, start = task
-    results: list[tuple[np.ndarray | None, str]] = []
-    for name in names:
+    height, width = preprocess.image_size
+    pixels = np.zeros((len(names), preprocess.channels or 3, height, width), dtype=np.uint8)
+    color = np.zeros(len(names), dtype=bool)
+    reasons: list[str | None] = []
+    for index, name in enumerate(names):
         try:
-            pixels = decode_image(
+            image = decode_image(
                 Path(root) / name,
                 preprocess.channels,
                 preprocess.image_size,
                 aspect=preprocess.aspect,
             )
-            results.append((pixels, ""))
         except UnreadableImage as error:
-            results.append((None, error.reason))
-    return start, results
+            reasons.append(error.reason)
+            continue
+        pixels[index] = image
+        color[index] = image.shape[0] == 3
+        reasons.append(None)
+    return start, pixels, color, reasons
 
 
 def _available_cores() -> int:

@@ -222,7 +222,7 @@ def load_folder(path: str | os.PathLike, options: LoadOptions | None = None) -> 
         count = len(scan.files[pool])
         rows = [position[i] for i in range(offset, offset + count) if i in position]
         keep = [i - offset for i in range(offset, offset + count) if i in position]
-        images_of[pool] = decoded.images[rows] if rows else _empty(decoded.images, image_size)
+        images_of[pool] = _rows(decoded.images, rows, image_size)
         labels_of[pool] = torch.tensor([scan.labels[pool][i] for i in keep], dtype=torch.int64)
         files_of[pool] = [scan.files[pool][i] for i in keep]
         offset += count
@@ -259,6 +259,15 @@ def load_folder(path: str | os.PathLike, options: LoadOptions | None = None) -> 
             "from_cache": decoded.from_cache,
         },
     )
+
+
+def _rows(images: torch.Tensor, rows: list[int], image_size: tuple[int, int]) -> torch.Tensor:
+    """images[rows]: a view when the rows are consecutive (no copy of a large array)."""
+    if not rows:
+        return _empty(images, image_size)
+    if rows[-1] - rows[0] == len(rows) - 1:
+        return images[rows[0] : rows[-1] + 1]
+    return images.index_select(0, torch.tensor(rows, dtype=torch.int64))
 
 
 def _empty(images: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
