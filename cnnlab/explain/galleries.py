@@ -80,12 +80,11 @@ def plot_band_grid(
     columns = math.ceil(math.sqrt(len(shown) * 1.5))
     grid = mosaic(scaled, columns)
     figure = new_figure(11.0, 5.6)
-    spec = figure.add_gridspec(1, 2, width_ratios=(1, 3))
-    left = figure.add_subplot(spec[0, 0])
+    left = figure.add_axes((0.01, 0.1, 0.25, 0.75))
     left.imshow(to_rgb(image).permute(1, 2, 0).numpy(), interpolation="nearest")
     left.set_title("input", fontsize=9)
     left.axis("off")
-    right = figure.add_subplot(spec[0, 1])
+    right = figure.add_axes((0.3, 0.02, 0.69, 0.86))
     right.imshow(grid.numpy(), cmap="viridis", interpolation="nearest", vmin=0, vmax=1)
     right.axis("off")
     more = f" (first {len(shown)} of {len(bands)})" if len(bands) > len(shown) else ""
@@ -95,7 +94,6 @@ def plot_band_grid(
         fontsize=8,
     )
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
     save_figure(figure, path)
     return {"bands": len(bands), "bands_shown": len(shown), "band_ranges": band_ranges(bands)}
 
@@ -105,36 +103,38 @@ def plot_kernel_bank(weight: torch.Tensor, title: str, path: str | os.PathLike) 
     its own range), others one tile per input band on a shared blue-white-red scale."""
     w = weight.detach().float().cpu()
     out_channels, in_channels, kh, kw = w.shape
-    figure = new_figure(10.0, 0.6 + 9.4 * min(1.0, max(0.3, in_channels / 8)))
-    axes = figure.add_subplot()
     if in_channels == 3:
         low = w.flatten(1).min(1).values[:, None, None, None]
         high = w.flatten(1).max(1).values[:, None, None, None]
         rgb = (w - low) / (high - low).clamp(min=1e-12)  # [O, 3, kh, kw]
         columns = math.ceil(math.sqrt(out_channels * 2))
-        channels = [mosaic(rgb[:, band], columns, fill=1.0) for band in range(3)]
-        axes.imshow(torch.stack(channels, dim=-1).numpy(), interpolation="nearest")
+        grid = torch.stack([mosaic(rgb[:, b], columns, fill=1.0) for b in range(3)], dim=-1)
         note = "RGB, each kernel scaled to its own range"
     else:
         bands = min(in_channels, 8)
         tiles = w[:, :bands].reshape(out_channels * bands, kh, kw)
-        limit = float(tiles.abs().max().clamp(min=1e-12))
         grid = mosaic(tiles, bands if bands > 1 else math.ceil(math.sqrt(out_channels * 2)))
+        if bands > 1:
+            shown = f"first {bands} of {in_channels}" if bands < in_channels else "all"
+            note = f"a row per kernel, a column per input band ({shown}); red +, blue -"
+        else:
+            note = "shared scale: red positive, blue negative"
+    width = min(12.0, max(4.0, 0.22 * grid.shape[1]))
+    height = width * grid.shape[0] / grid.shape[1]
+    figure = new_figure(width + 1.4, height + 0.9)
+    axes = figure.add_axes((0.03, 0.03, width / (width + 1.4), height / (height + 0.9)))
+    if in_channels == 3:
+        axes.imshow(grid.numpy(), interpolation="nearest")
+    else:
+        limit = float(w.abs().max().clamp(min=1e-12))
         image = axes.imshow(
             grid.numpy(), cmap="coolwarm", vmin=-limit, vmax=limit, interpolation="nearest"
         )
-        figure.colorbar(image, ax=axes, fraction=0.03, pad=0.02, label="weight")
-        shown = f"first {bands} of {in_channels} input bands" if bands < in_channels else "bands"
-        note = (
-            f"one row per kernel, one column per input band ({shown})"
-            if bands > 1
-            else ("shared scale: red positive, blue negative")
-        )
+        figure.colorbar(image, ax=axes, fraction=0.05, pad=0.03, label="weight")
     axes.axis("off")
-    axes.set_title(
+    figure.suptitle(
         f"{title}\n{out_channels} kernels of {in_channels}x{kh}x{kw}; {note}", fontsize=9
     )
-    figure.tight_layout()
     save_figure(figure, path)
     return {
         "shape": [out_channels, in_channels, kh, kw],
@@ -144,30 +144,60 @@ def plot_kernel_bank(weight: torch.Tensor, title: str, path: str | os.PathLike) 
 
 
 def plot_tile_rows(
-    rows: list[tuple[str, list[tuple[torch.Tensor, str]]]],
+    rows: list[tuple[str, list[tuple]]],
     title: str,
     path: str | os.PathLike,
-    tile_inches: float = 1.15,
+    tile_pixels: int = 96,
 ) -> None:
-    """Rows of captioned images (float [3, H, W] in [0, 1]), each row with a label at its left."""
-    columns = max((len(tiles) for _, tiles in rows), default=1)
-    label_inches = 1.7
-    figure = new_figure(
-        label_inches + tile_inches * columns, 0.5 + (tile_inches + 0.25) * max(1, len(rows))
+    """Rows of captioned images, each row labelled at its left. A tile is (image float
+    [3, H, W] in [0, 1], caption) or (image, caption, caption colour). The tiles are laid into one
+    picture (enlarged by whole factors, nearest neighbour) and drawn once, which keeps galleries
+    of a hundred images fast to render."""
+    tiles = [tile for _, row in rows for tile in row]
+    if not tiles:
+        tiles, rows = [(torch.ones(3, 8, 8), "")], [("(nothing to show)", [])]
+    height, width = tiles[0][0].shape[1:]
+    factor = max(1, round(tile_pixels / max(height, width)))
+    tile_h, tile_w = height * factor, width * factor
+    gap, caption_h, label_w, title_h = 6, 15, 150, 36
+    columns = max(1, max(len(row) for _, row in rows))
+    canvas = torch.ones(len(rows) * (tile_h + caption_h + gap), columns * (tile_w + gap), 3)
+    places = []
+    for r, (_, row) in enumerate(rows):
+        for c, tile in enumerate(row):
+            image = tile[0].clamp(0, 1).repeat_interleave(factor, 1).repeat_interleave(factor, 2)
+            top, left = r * (tile_h + caption_h + gap), c * (tile_w + gap)
+            canvas[top : top + image.shape[1], left : left + image.shape[2]] = image.permute(
+                1, 2, 0
+            )
+            places.append((top, left, tile))
+    total_w, total_h = label_w + canvas.shape[1], title_h + canvas.shape[0]
+    figure = new_figure(total_w / 100, total_h / 100, dpi=100)
+    axes = figure.add_axes(
+        (label_w / total_w, 0, canvas.shape[1] / total_w, canvas.shape[0] / total_h)
     )
-    grid = figure.add_gridspec(
-        max(1, len(rows)), columns + 1, width_ratios=(label_inches / tile_inches, *[1] * columns)
-    )
-    for r, (label, tiles) in enumerate(rows):
-        label_axes = figure.add_subplot(grid[r, 0])
-        label_axes.axis("off")
-        label_axes.text(1.0, 0.5, label, ha="right", va="center", fontsize=7, wrap=True)
-        for c, (tile, caption) in enumerate(tiles):
-            axes = figure.add_subplot(grid[r, c + 1])
-            axes.imshow(tile.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
-            axes.set_xticks([])
-            axes.set_yticks([])
-            axes.set_xlabel(caption, fontsize=5.5, labelpad=1)
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout(rect=(0, 0, 1, 0.97), h_pad=0.3, w_pad=0.2)
+    axes.imshow(canvas.numpy(), interpolation="nearest")
+    axes.axis("off")
+    for top, left, tile in places:
+        colour = tile[2] if len(tile) > 2 else "black"
+        axes.text(
+            left + tile_w / 2,
+            top + tile_h + 2,
+            tile[1],
+            ha="center",
+            va="top",
+            fontsize=6.5,
+            color=colour,
+        )
+    for r, (label, _) in enumerate(rows):
+        axes.text(
+            -8,
+            r * (tile_h + caption_h + gap) + tile_h / 2,
+            label,
+            ha="right",
+            va="center",
+            fontsize=7.5,
+            clip_on=False,
+        )
+    figure.text(0.5, 1 - 8 / total_h, title, ha="center", va="top", fontsize=9, wrap=True)
     save_figure(figure, path)

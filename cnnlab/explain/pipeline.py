@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain import neurons as neuron_maps
 from cnnlab.explain.cam import EXPLAINERS
 from cnnlab.explain.features import (
     POOLINGS,
@@ -26,14 +25,7 @@ from cnnlab.explain.features import (
     sample_indices,
 )
 from cnnlab.explain.hooks import LAST_HIDDEN
-from cnnlab.explain.plots import (
-    plot_neuron_maps,
-    plot_projection,
-    plot_projection_grid,
-    plot_separability,
-)
 from cnnlab.explain.projection import PROJECTIONS, project_layers
-from cnnlab.explain.separability import chance_levels, depth_trend, separability
 from cnnlab.fileio import atomic_write_json
 from cnnlab.training.loop import StepSettings
 from cnnlab.training.progress import Progress, format_duration
@@ -79,6 +71,11 @@ class ExplainConfig:
             EXPLAINERS.get(name)
         if self.pooling not in POOLINGS:
             raise CnnlabError(f"--pooling must be one of {', '.join(POOLINGS)}.")
+        if self.masks is not None and not Path(self.masks).is_dir():
+            raise CnnlabError(
+                f"--masks '{self.masks}' is not a folder. Give the folder of object masks that "
+                "mirrors the images (see `cnnlab explain --help`)."
+            )
         if self.max_features < 1 or self.neighbours < 1 or self.per_cell < 1:
             raise CnnlabError("--max-features, --neighbours and --per-cell must be at least 1.")
 
@@ -121,7 +118,7 @@ def explain_run(
 ) -> dict[str, Any]:
     """Explain a trained run; writes PNG + JSON under RUN/explain/ and returns the summary."""
     from cnnlab.data.rundata import load_run_split
-    from cnnlab.explain import image_reports as image_parts
+    from cnnlab.explain import cam_reports, image_reports, space_reports
     from cnnlab.inference import load_run
 
     config.check()
@@ -179,20 +176,22 @@ def explain_run(
     if wanted & {"features", "separability"}:
         for state in states:
             _project(state, layers, config, report)
-        summary["separability"] = _write_separability(states, layers, labels, config, out, report)
+        summary["separability"] = space_reports.write_separability(
+            states, layers, labels, config, out, report
+        )
         if "features" in wanted:  # after separability, so the panels can show its numbers
-            summary["projections"] = _write_projections(
+            summary["projections"] = space_reports.write_projections(
                 states, layers, labels, sample_ids, class_names, config, out, report
             )
     if "neurons" in wanted:
-        summary["neurons"] = _write_neurons(
+        summary["neurons"] = space_reports.write_neurons(
             states, images, labels, class_names, config, out, report
         )
     if "activations" in wanted:
         summary["activations"] = timed(
             report,
             "activations",
-            lambda: image_parts.write_activations(
+            lambda: image_reports.write_activations(
                 loaded.model, split, layers, settings, config.image_index, out, report
             ),
         )
@@ -200,13 +199,13 @@ def explain_run(
         summary["filters"] = timed(
             report,
             "filters",
-            lambda: image_parts.write_filters(states, images[:1], settings, root, report),
+            lambda: image_reports.write_filters(states, images[:1], settings, root, report),
         )
     if "cam" in wanted:
         summary["cam"] = timed(
             report,
             "where the network looks",
-            lambda: image_parts.write_cam(
+            lambda: cam_reports.write_cam(
                 loaded.model,
                 images,
                 labels,
@@ -288,198 +287,3 @@ def _project(state: ModelState, layers: list[str], config: ExplainConfig, report
     )
     key = f"{state.name} {config.method} projections"
     report.timings[key] = round(time.perf_counter() - start, 2)
-
-
-def _file_stem(index: int, layer: str) -> str:
-    return f"{index:02d}-{layer}"
-
-
-def _write_projections(states, layers, labels, sample_ids, class_names, config, out, report):
-    folder = out / "projections" / config.method
-    written = []
-    for state in states:
-        predictions = state.logits.argmax(1)
-        for index, (layer, points) in enumerate(zip(layers, state.embeddings, strict=True)):
-            stem = f"{_file_stem(index, layer)}-{state.name}"
-            metrics = state.separability[index] if state.separability else None
-            title = (
-                f"{layer} ({state.name}), {config.method}, {len(points):,} {config.split} images"
-            )
-            if metrics:
-                title += f"\nk-NN accuracy {metrics['feature_knn_accuracy']:.3f} in feature space"
-            plot_projection(
-                points,
-                labels,
-                predictions,
-                class_names,
-                title,
-                report.wrote(folder / f"{stem}.png", out.parent),
-            )
-            atomic_write_json(
-                report.wrote(folder / f"{stem}.json", out.parent),
-                {
-                    "layer": layer,
-                    "state": state.name,
-                    "method": config.method,
-                    "split": config.split,
-                    "class_names": class_names,
-                    "sample_ids": sample_ids,
-                    "labels": labels.tolist(),
-                    "predictions": predictions.tolist(),
-                    "x": [round(v, 4) for v in points[:, 0].tolist()],
-                    "y": [round(v, 4) for v in points[:, 1].tolist()],
-                },
-            )
-            written.append(str(folder / f"{stem}.png"))
-    rows = []
-    for state in states:
-        panels = []
-        for index, (layer, points) in enumerate(zip(layers, state.embeddings, strict=True)):
-            caption = layer
-            if state.separability:
-                row = state.separability[index]
-                caption += (
-                    f"\nk-NN {row['feature_knn_accuracy']:.2f} | "
-                    f"2-D {row['projection_knn_accuracy']:.2f}"
-                )
-            panels.append((caption, points))
-        rows.append((state.name, panels))
-    grid = report.wrote(out / f"projections-{config.method}.png", out.parent)
-    plot_projection_grid(
-        rows,
-        labels,
-        [s.logits.argmax(1) for s in states],
-        class_names,
-        f"{config.method} of each layer's global features, {config.split} split "
-        "(colour: true class, x: misclassified; k-NN accuracy in feature space | in 2-D)",
-        grid,
-    )
-    return {"method": config.method, "small_multiples": str(grid), "per_layer": written}
-
-
-def _write_separability(states, layers, labels, config, out, report) -> dict:
-    start = time.perf_counter()
-    for state in states:
-        chosen = [f for f in state.layers if f.name in layers]
-        state.separability = []
-        for layer, points in zip(chosen, state.embeddings, strict=True):
-            feature = separability(layer.features, labels, config.neighbours)
-            projected = separability(points, labels, config.neighbours)
-            state.separability.append(
-                {f"feature_{k}": round(v, 4) for k, v in feature.items()}
-                | {f"projection_{k}": round(v, 4) for k, v in projected.items()}
-            )
-        report.say(f"{state.name} separability of {len(chosen)} layers")
-    report.timings["separability"] = round(time.perf_counter() - start, 2)
-    trends = {}
-    for state in states:
-        trends[state.name] = {
-            key: depth_trend([row[key] for row in state.separability], layers)
-            for key in (
-                "feature_silhouette",
-                "feature_knn_accuracy",
-                "feature_neighbourhood_hit",
-                "projection_knn_accuracy",
-            )
-        }
-    claim = trends["trained"]["feature_knn_accuracy"]
-    statement = f"On this run, k-NN accuracy in the feature space {claim['verdict']}."
-    report.say(statement)
-    result = {
-        "k": config.neighbours,
-        "chance": chance_levels(labels, config.neighbours),
-        "layers": layers,
-        "metrics": {
-            s.name: [{"layer": n} | row for n, row in zip(layers, s.separability, strict=True)]
-            for s in states
-        },
-        "trends": trends,
-        "statement": statement,
-    }
-    atomic_write_json(report.wrote(out / "separability.json", out.parent), result)
-    plot_separability(
-        layers,
-        {s.name: s.separability for s in states},
-        labels,
-        config.neighbours,
-        f"Class separation per layer, {config.split} split ({len(labels):,} images, "
-        f"k = {config.neighbours}, 2-D: {config.method})\n{statement}",
-        report.wrote(out / "separability.png", out.parent),
-    )
-    return result
-
-
-def _write_neurons(states, images, labels, class_names, config, out, report) -> dict:
-    from cnnlab.explain.image_reports import write_top_images
-
-    result: dict[str, Any] = {}
-    folder = out / "neurons"
-    for layer in config.neuron_layers:
-        entry: dict[str, Any] = {}
-        for state in states:
-            start = time.perf_counter()
-            activations = next(f for f in state.layers if f.name == layer).channel_means
-            if activations.shape[1] < 2:
-                raise CnnlabError(
-                    f"Layer {layer!r} has {activations.shape[1]} neuron(s); a "
-                    "neuron map needs at least 2."
-                )
-            mapped = neuron_maps.neuron_map(layer, activations, labels, len(class_names))
-            summary = neuron_maps.specialisation(mapped, class_names)
-            classes = list(range(min(len(class_names), 20)))
-            stem = f"{layer}-{state.name}"
-            plot_neuron_maps(
-                mapped.positions,
-                mapped.auc,
-                mapped.dead,
-                class_names,
-                classes,
-                f"Neurons of {layer} ({state.name}, {activations.shape[1]} units): metric MDS "
-                f"of correlation distances (stress {mapped.stress:.2f}); circled: the best "
-                f"detector of each class. Mean best AUC {summary['mean_best_auc']:.3f}",
-                report.wrote(folder / f"{stem}.png", out.parent),
-            )
-            chosen = neuron_maps.selected_neurons(mapped.auc)
-            tops = write_top_images(
-                images,
-                labels,
-                activations,
-                mapped.auc,
-                chosen,
-                class_names,
-                f"{layer} ({state.name})",
-                report.wrote(folder / f"{stem}-top-images.png", out.parent),
-            )
-            atomic_write_json(
-                report.wrote(folder / f"{stem}.json", out.parent),
-                {
-                    "layer": layer,
-                    "state": state.name,
-                    "class_names": class_names,
-                    "x": [round(v, 4) for v in mapped.positions[:, 0].tolist()],
-                    "y": [round(v, 4) for v in mapped.positions[:, 1].tolist()],
-                    "auc": [[round(v, 4) for v in row] for row in mapped.auc.tolist()],
-                    "dead": mapped.dead.tolist(),
-                    "stress": mapped.stress,
-                    "selected_neurons": tops,
-                    "specialisation": summary,
-                },
-            )
-            entry[state.name] = {
-                k: v for k, v in summary.items() if k not in ("best_class", "best_auc")
-            }
-            report.say(
-                f"neurons of {layer} ({state.name}): mean best AUC "
-                f"{summary['mean_best_auc']:.3f}, {summary['specialised_neurons']} of "
-                f"{summary['neurons']} reach {neuron_maps.SPECIALISED_AUC} "
-                f"({time.perf_counter() - start:.1f} s)"
-            )
-        if "untrained" in entry:
-            before, after = entry["untrained"]["mean_best_auc"], entry["trained"]["mean_best_auc"]
-            verb = "specialised" if after > before + 0.01 else "did not specialise"
-            entry["statement"] = (
-                f"Training {verb} the neurons of {layer}: mean best AUC "
-                f"{before:.3f} before, {after:.3f} after."
-            )
-        result[layer] = entry
-    return result

@@ -97,13 +97,16 @@ def plot_projection(
 ) -> None:
     """One layer's 2-D projection with a legend of the classes."""
     figure = new_figure(7.5, 6.0)
-    axes = figure.add_subplot()
+    axes = figure.add_axes((0.03, 0.03, 0.72, 0.86))
     _scatter_classes(axes, points, labels, predictions, class_names)
     axes.set_title(title, fontsize=10)
     axes.legend(
-        loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, markerscale=3, frameon=False
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        fontsize=8,
+        markerscale=3,
+        frameon=False,
     )
-    figure.tight_layout()
     save_figure(figure, path)
 
 
@@ -132,7 +135,16 @@ def plot_projection_grid(
         handles, names = last.get_legend_handles_labels()
         figure.legend(handles, names, loc="center right", fontsize=8, markerscale=3, frameon=False)
     figure.suptitle(title, fontsize=11)
-    figure.tight_layout(rect=(0, 0, 1 - 1.7 / (PANEL_INCHES * columns + 1.8), 0.97))
+    width = PANEL_INCHES * columns + 1.8
+    height = PANEL_INCHES * len(rows) + 0.6
+    figure.subplots_adjust(
+        left=0.3 / width,
+        right=1 - 1.8 / width,
+        bottom=0.05 / height,
+        top=1 - 0.75 / height,
+        wspace=0.06,
+        hspace=0.3,
+    )
     save_figure(figure, path)
 
 
@@ -150,37 +162,52 @@ def plot_separability(
     labels: torch.Tensor,
     k: int,
     title: str,
+    statement: str,
     path: str | os.PathLike,
 ) -> None:
-    """Metrics against depth: trained solid, untrained dashed; chance levels dotted."""
-    figure = new_figure(max(7.0, 1.3 * len(layer_names) + 3.0), 5.2)
-    axes = figure.add_subplot()
+    """Metrics against depth: one colour per metric, trained solid, untrained dashed, chance
+    levels dotted; the statement on the seeds' claim is printed under the plot."""
+    import textwrap
+
+    from matplotlib.lines import Line2D
+
+    width = max(8.0, 1.3 * len(layer_names) + 4.0)
+    figure = new_figure(width, 6.2)
+    axes = figure.add_axes((0.08, 0.3, 0.62, 0.6))
     x = list(range(len(layer_names)))
+    styles = {"trained": "-", "untrained": "--"}
     for state, rows in tables.items():
-        style = "-" if state == "trained" else "--"
-        for key, (name, colour) in METRIC_STYLE.items():
+        for key, (_, colour) in METRIC_STYLE.items():
             values = [row[key] for row in rows]
-            axes.plot(
-                x, values, style, marker="o", color=colour, markersize=4, label=f"{name}, {state}"
-            )
+            axes.plot(x, values, styles.get(state, ":"), marker="o", color=colour, markersize=4)
     chance = chance_levels(labels, k)
-    axes.axhline(
-        chance["knn_accuracy"],
-        color="grey",
-        linestyle=":",
-        linewidth=1,
-        label=f"k-NN chance ({chance['knn_accuracy']:.2f})",
-    )
+    axes.axhline(chance["knn_accuracy"], color="grey", linestyle=":", linewidth=1)
     axes.axhline(0.0, color="black", linewidth=0.5)
-    axes.set_xticks(x, labels=layer_names, rotation=30, ha="right", fontsize=8)
-    axes.set_xlabel("layer (shallow to deep)")
+    axes.set_xticks(x, labels=layer_names, rotation=25, ha="right", fontsize=8)
     axes.set_ylabel("score (higher = classes better separated)")
     low = min(-0.1, *(row["feature_silhouette"] for rows in tables.values() for row in rows))
     axes.set_ylim(low - 0.05, 1.02)
     axes.grid(alpha=0.3)
     axes.set_title(title, fontsize=10)
-    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
-    figure.tight_layout()
+    handles = [
+        Line2D([], [], color=colour, marker="o", label=name)
+        for name, colour in METRIC_STYLE.values()
+    ]
+    handles += [Line2D([], [], color="black", linestyle=styles[s], label=s) for s in tables]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="grey",
+            linestyle=":",
+            label=f"k-NN chance level ({chance['knn_accuracy']:.2f})",
+        )
+    )
+    axes.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False
+    )
+    wrapped = textwrap.fill(statement, width=int(width * 15))
+    figure.text(0.02, 0.02, wrapped, ha="left", va="bottom", fontsize=8)
     save_figure(figure, path)
 
 

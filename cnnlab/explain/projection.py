@@ -26,26 +26,29 @@ PROJECTIONS: Registry[Projector] = Registry("projection method")
 
 def pca(features: torch.Tensor, dimensions: int, seed: int = 0) -> torch.Tensor:
     """The first `dimensions` principal components [N, d] of features [N, F], signs fixed so the
-    largest loading of each component is positive (the same input always gives the same output)."""
-    x = features.double()
+    largest loading of each component is positive (the same input always gives the same output).
+
+    Small problems use an exact SVD; larger ones a randomised SVD (Halko et al., 2011) with a
+    fixed seed, in float32 (the neighbourhoods t-SNE and UMAP use do not need more)."""
+    x = features.float()
     x = x - x.mean(dim=0, keepdim=True)
-    dimensions = min(dimensions, *x.shape)
-    if min(x.shape) <= 3 * dimensions or min(x.shape) <= 200:
-        _, _, vh = torch.linalg.svd(x, full_matrices=False)
-        components = vh[:dimensions].T  # [F, d]
+    wanted, dimensions = dimensions, min(dimensions, *x.shape)
+    if min(x.shape) <= 4 * dimensions:
+        _, _, vh = torch.linalg.svd(x.double(), full_matrices=False)
+        components = vh[:dimensions].T.float()  # [F, d]
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            _, _, components = torch.pca_lowrank(x, q=dimensions + 10, center=False, niter=4)
+            _, _, components = torch.pca_lowrank(x, q=dimensions + 10, center=False, niter=3)
         components = components[:, :dimensions]
     largest = components.abs().argmax(dim=0)
     signs = torch.sign(components[largest, torch.arange(components.shape[1])])
     components = components * torch.where(signs == 0, 1.0, signs)
     projected = x @ components
-    if projected.shape[1] < dimensions:  # fewer features than asked: pad with zeros
-        padding = projected.new_zeros(len(projected), dimensions - projected.shape[1])
+    if projected.shape[1] < wanted:  # fewer features or points than asked: pad with zeros
+        padding = projected.new_zeros(len(projected), wanted - projected.shape[1])
         projected = torch.cat([projected, padding], dim=1)
-    return projected.float()
+    return projected
 
 
 @PROJECTIONS.register("pca")

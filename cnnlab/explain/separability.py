@@ -90,7 +90,7 @@ def chance_levels(labels: torch.Tensor, k: int = 5) -> dict[str, float]:
 def depth_trend(values: list[float], names: list[str], tolerance: float = 0.005) -> dict:
     """Does a metric grow with depth? Says so plainly, naming every layer where it drops."""
     drops = [
-        {"from": names[i], "to": names[i + 1], "change": values[i + 1] - values[i]}
+        {"from": names[i], "to": names[i + 1], "change": round(values[i + 1] - values[i], 4)}
         for i in range(len(values) - 1)
         if values[i + 1] < values[i] - tolerance
     ]
@@ -107,10 +107,7 @@ def depth_trend(values: list[float], names: list[str], tolerance: float = 0.005)
             f"step: it drops at {where}"
         )
     else:
-        verdict = (
-            f"does not grow with depth ({names[0]} {first:.3f} -> {names[-1]} {last:.3f}); "
-            "the seeds' claim does not hold for this metric on this run"
-        )
+        verdict = f"does not grow with depth ({names[0]} {first:.3f} -> {names[-1]} {last:.3f})"
     return {
         "grows_overall": grows_overall,
         "grows_at_every_step": grows_overall and not drops,

@@ -1,0 +1,239 @@
+"""The feature-space parts of `cnnlab explain`: projections of every layer (one PNG + JSON each and
+small multiples), separability against depth with a plain statement on the seeds' claim that it
+grows with depth, and neuron maps with each class's best detector and its top images.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import neurons as neuron_maps
+from cnnlab.explain.image_reports import write_top_images
+from cnnlab.explain.plots import (
+    plot_neuron_maps,
+    plot_projection,
+    plot_projection_grid,
+    plot_separability,
+)
+from cnnlab.explain.separability import chance_levels, depth_trend, separability
+from cnnlab.fileio import atomic_write_json
+
+
+def _file_stem(index: int, layer: str) -> str:
+    return f"{index:02d}-{layer}"
+
+
+def write_projections(states, layers, labels, sample_ids, class_names, config, out, report):
+    folder = out / "projections" / config.method
+    written = []
+    for state in states:
+        predictions = states[0].logits.argmax(1)  # the trained network's errors, in every state
+        for index, (layer, points) in enumerate(zip(layers, state.embeddings, strict=True)):
+            stem = f"{_file_stem(index, layer)}-{state.name}"
+            metrics = state.separability[index] if state.separability else None
+            title = (
+                f"{layer} ({state.name}), {config.method}, {len(points):,} {config.split} images"
+            )
+            if metrics:
+                title += f"\nk-NN accuracy {metrics['feature_knn_accuracy']:.3f} in feature space"
+            plot_projection(
+                points,
+                labels,
+                predictions,
+                class_names,
+                title,
+                report.wrote(folder / f"{stem}.png", out.parent),
+            )
+            atomic_write_json(
+                report.wrote(folder / f"{stem}.json", out.parent),
+                {
+                    "layer": layer,
+                    "state": state.name,
+                    "method": config.method,
+                    "split": config.split,
+                    "class_names": class_names,
+                    "sample_ids": sample_ids,
+                    "labels": labels.tolist(),
+                    "predictions": predictions.tolist(),
+                    "x": [round(v, 4) for v in points[:, 0].tolist()],
+                    "y": [round(v, 4) for v in points[:, 1].tolist()],
+                },
+            )
+            written.append(str(folder / f"{stem}.png"))
+    rows = []
+    for state in states:
+        panels = []
+        for index, (layer, points) in enumerate(zip(layers, state.embeddings, strict=True)):
+            caption = layer
+            if state.separability:
+                row = state.separability[index]
+                caption += (
+                    f"\nk-NN {row['feature_knn_accuracy']:.2f} | "
+                    f"2-D {row['projection_knn_accuracy']:.2f}"
+                )
+            panels.append((caption, points))
+        rows.append((state.name, panels))
+    grid = report.wrote(out / f"projections-{config.method}.png", out.parent)
+    plot_projection_grid(
+        rows,
+        labels,
+        [states[0].logits.argmax(1)] * len(states),
+        class_names,
+        f"{config.method} of each layer's global features, {config.split} split "
+        "(colour: true class; x: misclassified by the trained network; panel titles: k-NN "
+        "accuracy in the feature space | in 2-D)",
+        grid,
+    )
+    return {"method": config.method, "small_multiples": str(grid), "per_layer": written}
+
+
+def write_separability(states, layers, labels, config, out, report) -> dict:
+    start = time.perf_counter()
+    for state in states:
+        chosen = [f for f in state.layers if f.name in layers]
+        state.separability = []
+        for layer, points in zip(chosen, state.embeddings, strict=True):
+            feature = separability(layer.features, labels, config.neighbours)
+            projected = separability(points, labels, config.neighbours)
+            state.separability.append(
+                {f"feature_{k}": round(v, 4) for k, v in feature.items()}
+                | {f"projection_{k}": round(v, 4) for k, v in projected.items()}
+            )
+        report.say(f"{state.name} separability of {len(chosen)} layers")
+    report.timings["separability"] = round(time.perf_counter() - start, 2)
+    trends = {}
+    for state in states:
+        trends[state.name] = {
+            key: depth_trend([row[key] for row in state.separability], layers)
+            for key in (
+                "feature_silhouette",
+                "feature_knn_accuracy",
+                "feature_neighbourhood_hit",
+                "projection_knn_accuracy",
+            )
+        }
+    statement = separation_statement(trends["trained"])
+    report.say(statement)
+    result = {
+        "k": config.neighbours,
+        "chance": chance_levels(labels, config.neighbours),
+        "layers": layers,
+        "metrics": {
+            s.name: [{"layer": n} | row for n, row in zip(layers, s.separability, strict=True)]
+            for s in states
+        },
+        "trends": trends,
+        "statement": statement,
+    }
+    atomic_write_json(report.wrote(out / "separability.json", out.parent), result)
+    plot_separability(
+        layers,
+        {s.name: s.separability for s in states},
+        labels,
+        config.neighbours,
+        f"Class separation per layer, {config.split} split ({len(labels):,} images, "
+        f"k = {config.neighbours}, 2-D: {config.method})",
+        statement,
+        report.wrote(out / "separability.png", out.parent),
+    )
+    return result
+
+
+FEATURE_METRICS = {
+    "feature_silhouette": "silhouette",
+    "feature_knn_accuracy": "k-NN accuracy",
+    "feature_neighbourhood_hit": "neighbourhood hit",
+}
+
+
+def separation_statement(trends: dict[str, dict]) -> str:
+    """The seeds' claim (separation grows with depth) checked on the trained network's feature
+    spaces, one clause per metric, said plainly whichever way it comes out."""
+    chosen = [trends[key] for key in FEATURE_METRICS]
+    if all(t["grows_at_every_step"] for t in chosen):
+        head = "The claim holds on this run: class separation grows with depth at every step"
+    elif all(t["grows_overall"] for t in chosen):
+        head = "The claim holds only overall on this run: separation is higher at the last layer"
+        head += " than at the input, but not every step increases it"
+    elif any(t["grows_overall"] for t in chosen):
+        head = "The claim holds only in part on this run: the metrics disagree"
+    else:
+        head = "The claim does not hold on this run: separation does not grow with depth"
+    clauses = [f"{name} {trends[key]['verdict']}" for key, name in FEATURE_METRICS.items()]
+    return f"{head}. In the feature space, " + "; ".join(clauses) + "."
+
+
+def write_neurons(states, images, labels, class_names, config, out, report) -> dict:
+    result: dict[str, Any] = {}
+    folder = out / "neurons"
+    for layer in config.neuron_layers:
+        entry: dict[str, Any] = {}
+        for state in states:
+            start = time.perf_counter()
+            activations = next(f for f in state.layers if f.name == layer).channel_means
+            if activations.shape[1] < 2:
+                raise CnnlabError(
+                    f"Layer {layer!r} has {activations.shape[1]} neuron(s); a "
+                    "neuron map needs at least 2."
+                )
+            mapped = neuron_maps.neuron_map(layer, activations, labels, len(class_names))
+            summary = neuron_maps.specialisation(mapped, class_names)
+            classes = list(range(min(len(class_names), 20)))
+            stem = f"{layer}-{state.name}"
+            plot_neuron_maps(
+                mapped.positions,
+                mapped.auc,
+                mapped.dead,
+                class_names,
+                classes,
+                f"Neurons of {layer} ({state.name}, {activations.shape[1]} units): metric MDS "
+                f"of correlation distances (stress {mapped.stress:.2f}); circled: the best "
+                f"detector of each class. Mean best AUC {summary['mean_best_auc']:.3f}",
+                report.wrote(folder / f"{stem}.png", out.parent),
+            )
+            chosen = neuron_maps.selected_neurons(mapped.auc)
+            tops = write_top_images(
+                images,
+                labels,
+                activations,
+                mapped.auc,
+                chosen,
+                class_names,
+                f"{layer} ({state.name})",
+                report.wrote(folder / f"{stem}-top-images.png", out.parent),
+            )
+            atomic_write_json(
+                report.wrote(folder / f"{stem}.json", out.parent),
+                {
+                    "layer": layer,
+                    "state": state.name,
+                    "class_names": class_names,
+                    "x": [round(v, 4) for v in mapped.positions[:, 0].tolist()],
+                    "y": [round(v, 4) for v in mapped.positions[:, 1].tolist()],
+                    "auc": [[round(v, 4) for v in row] for row in mapped.auc.tolist()],
+                    "dead": mapped.dead.tolist(),
+                    "stress": mapped.stress,
+                    "selected_neurons": tops,
+                    "specialisation": summary,
+                },
+            )
+            entry[state.name] = {
+                k: v for k, v in summary.items() if k not in ("best_class", "best_auc")
+            }
+            report.say(
+                f"neurons of {layer} ({state.name}): mean best AUC "
+                f"{summary['mean_best_auc']:.3f}, {summary['specialised_neurons']} of "
+                f"{summary['neurons']} reach {neuron_maps.SPECIALISED_AUC} "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
+        if "untrained" in entry:
+            before, after = entry["untrained"]["mean_best_auc"], entry["trained"]["mean_best_auc"]
+            verb = "specialised" if after > before + 0.01 else "did not specialise"
+            entry["statement"] = (
+                f"Training {verb} the neurons of {layer}: mean best AUC "
+                f"{before:.3f} before, {after:.3f} after."
+            )
+        result[layer] = entry
+    return result
