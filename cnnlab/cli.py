@@ -378,26 +378,37 @@ def _add_models(commands) -> None:
         "models",
         help="list the model registry",
         description="List every registered model family with its options and defaults. Any "
-        "option can be set with `cnnlab train --model-options KEY=VALUE`.",
+        "option can be set with `cnnlab train --model-options KEY=VALUE`; `--model` also takes a "
+        "network spec (grammar: `cnnlab train --help`). `cnnlab summary MODEL` shows its layers.",
     )
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.set_defaults(handler=_models)
 
 
 def _models(args: argparse.Namespace) -> int:
-    from cnnlab.models import MODELS, model_description, model_options
+    from cnnlab.models import MODELS, model_description, model_min_image_size, model_options
 
     rows = [
-        {"name": name, "description": model_description(name), "options": model_options(name)}
+        {
+            "name": name,
+            "description": model_description(name),
+            "options": model_options(name),
+            "min_image_size": model_min_image_size(name),
+        }
         for name in MODELS.names()
     ]
     if args.json:
         print(json.dumps(rows, indent=2, default=list))
         return 0
+    width = max(len(row["name"]) for row in rows)
     for row in rows:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "none"
-        print(f"{row['name']:<12} {row['description']}")
-        print(f"{'':<12} options: {options}")
+        smallest = row["min_image_size"]
+        print(f"{row['name']:<{width}} {row['description']}")
+        print(
+            f"{'':<{width}} options: {options}"
+            + (f"; images from {smallest} px" if smallest > 1 else "")
+        )
     return 0
 
 

@@ -25,7 +25,7 @@ in [ ] (or a single layer) is repeated with *N (N >= 0), case does not matter an
   se, se8         squeeze-excitation of the maps before it, reduction 16 or 8 (SENet)
   relu lrelu elu gelu silu tanh sigmoid     activation
   bn              batch normalisation (of maps, or of a dense layer's outputs)
-  dn, dn5x25      divisive normalisation over a 5x5 (5 high, 25 wide) adjacency
+  dn, dn5x25      divisive normalisation over a 5x5 adjacency, or one 5 high and 25 wide
   maxpool2 minpool2 avgpool2
                   pooling over 2x2 with stride 2; maxpool3s2p1: 3x3, stride 2, padding 1;
                   pool is maxpool2
@@ -34,7 +34,7 @@ in [ ] (or a single layer) is repeated with *N (N >= 0), case does not matter an
                   (flatten is implied before the first fc)
   fc128           dense layer of 128 units
   fc              the classifier, sized to the number of classes: every spec ends with it
-examples:
+examples (in a TOML recipe: model = "..."):
   "[[conv32 -> relu]*2 -> pool]*3 -> fc"
   "[conv16x5 -> bn -> relu -> maxpool2]*2 -> flatten -> [fc128 -> relu]*2 -> dropout -> fc"
   "conv8x5 -> fc"   (one layer of 8 kernels of 5x5x3: 5*5*3*8 + 8 = 608 parameters)

@@ -82,6 +82,7 @@ class SpecNetwork(ClassifierModel):
         if last is not None and f"features.{last}" not in stage_ends:
             stage_ends.append(f"features.{last}")
         self.feature_layers = tuple(stage_ends) or ("features",)
+        _init_weights(self)
 
     def _to_vector(self, layer: Layer, shape: list[int]) -> None:
         if isinstance(layer, GlobalPool):
@@ -138,6 +139,17 @@ class SpecNetwork(ClassifierModel):
         pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d, "min": MinPool2d}
         module = pools[layer.method](kernel, stride, padding)
         return module, "pool", [channels, height, width]
+
+
+def _init_weights(model: SpecNetwork) -> None:
+    """He initialisation (fan-in, so depthwise filters get their true fan-in) of every conv and
+    hidden dense layer. With torch's default, a plain stack of six conv-ReLU layers shrinks the
+    signal so much that the slides' [[CONV -> RELU]*2 -> POOL]*3 does not learn on digits."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module is not model.head.fc:
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def _window(layer: Layer) -> tuple[int, int, int]:

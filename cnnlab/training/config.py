@@ -58,7 +58,9 @@ class TrainConfig:
     cache: bool = _option(
         True, "folder: keep decoded images in the user cache so the next run starts at once"
     )
-    model: str = _option("small-cnn", "model name from `cnnlab models`")
+    model: str = _option(
+        "small-cnn", 'model name from `cnnlab models`, or a network spec such as "conv8 -> fc"'
+    )
     model_options: dict = _option(
         {},
         "extra builder options, KEY=VALUE (repeatable; VALUE parsed as JSON)",
