@@ -119,3 +119,35 @@ def test_summary_command_json_and_errors(capsys):
     assert "unknown layer 'rleu'" in err and "^^^^" in err
     assert main(["summary", "resnet20", "--input", "3,32"]) == 2
     assert "expected three positive integers" in capsys.readouterr().err
+
+
+class _DataDependent(torch.nn.Module):
+    """torch.fx cannot trace `if x.sum() > 0`; the summary falls back to forward hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.conv(x))
+        if x.sum() > 0:
+            x = -x
+        return self.fc(x.mean((2, 3)))
+
+
+def test_untraceable_models_are_summarised_from_forward_hooks():
+    summary = summarize(_DataDependent(), (1, 6, 6), "branchy")
+    assert summary.note and "could not be traced" in summary.note
+    assert [row.name for row in summary.rows] == ["input", "conv", "pool", "fc"]
+    assert [row.receptive_field for row in summary.rows[1:3]] == [(3, 3), (4, 4)]
+    assert summary.total_parameters == 4 * 9 + 4 + 4 * 2 + 2 and summary.error is None
+    failed = summarize(_DataDependent(), (1, 3, 3), "branchy")
+    assert "pool" in failed.error and [row.name for row in failed.rows] == ["input", "conv"]
+
+
+def test_receptive_fields_of_the_slides_layers():
+    # conv 3x3: 3; divisive normalisation over 3 high x 5 wide: 5x7; min pooling 2x2: 6x8.
+    rows = _summary("spec", (1, 8, 8), 10, spec="conv8 -> dn3x5 -> minpool2 -> fc").rows
+    assert [row.receptive_field for row in rows[1:4]] == [(3, 3), (5, 7), (6, 8)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -41,6 +42,7 @@ class ModelSummary:
     trainable_parameters: int
     total_macs: int
     error: str | None = None  # why the shapes stop fitting, if they do
+    note: str | None = None  # caveats, e.g. receptive fields estimated without tracing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class ModelSummary:
             "trainable_parameters": self.trainable_parameters,
             "total_macs": self.total_macs,
             "error": self.error,
+            "note": self.note,
         }
 
     def format_table(self) -> str:
@@ -74,6 +77,8 @@ class ModelSummary:
             "of convolutions and dense layers; RF: theoretical receptive field in input pixels "
             "(all: the whole image)."
         )
+        if self.note:
+            lines.append(f"Note: {self.note}")
         if self.error:
             lines.append("")
             lines.append(f"Stopped: {self.error}")
@@ -175,7 +180,8 @@ def _propagate(
     kernel_size = getattr(module, "kernel_size", None)
     if kernel_size is not None:
         kernel = _pair(kernel_size)
-        stride = _pair(getattr(module, "stride", None) or kernel_size)
+        # Pooling modules store stride=None as their window; modules without one slide by 1.
+        stride = _pair(getattr(module, "stride", 1) or kernel_size)
         dilation = _pair(getattr(module, "dilation", 1))
     else:  # no window attribute: infer one from the shapes (adaptive pooling and the like)
         before, after = source.shape[2:], output.shape[2:]
@@ -212,29 +218,84 @@ def summarize(
     (build it under `torch.device("meta")` to skip all memory and arithmetic)."""
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    tracer = _Tracer()
-    graph = tracer.trace(model)
-    traced = fx.GraphModule(tracer.root, graph)
-    recorder = _Recorder(traced)
-    error = None
+    x = torch.zeros(1, *input_shape, device=device)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            recorder.run(torch.zeros(1, *input_shape, device=device))
-    except _ShapesDoNotFit as failure:
-        error = _explain(failure, recorder)
+            try:
+                tracer = _Tracer()
+                graph = tracer.trace(model)
+                traced = fx.GraphModule(tracer.root, graph)
+            except Exception as error:  # data-dependent Python control flow cannot be traced
+                rows, failure = _run_with_hooks(model, x)
+                note = (
+                    "the model could not be traced with torch.fx "
+                    f"({type(error).__name__}), so receptive fields assume its layers form a chain."
+                )
+            else:
+                recorder, note = _Recorder(traced), None
+                try:
+                    recorder.run(x)
+                    failure = None
+                except _ShapesDoNotFit as caught:
+                    failure = _explain(caught, recorder)
+                rows = recorder.rows
     finally:
         model.train(was_training)
     return ModelSummary(
         model=name,
         input_shape=tuple(input_shape),
-        rows=tuple(recorder.rows),
+        rows=tuple(rows),
         total_parameters=sum(p.numel() for p in model.parameters()),
         trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        total_macs=sum(row.macs for row in recorder.rows),
-        error=error,
+        total_macs=sum(row.macs for row in rows),
+        error=failure,
+        note=note,
     )
+
+
+def _run_with_hooks(model: nn.Module, x: torch.Tensor) -> tuple[list[LayerRow], str | None]:
+    """Rows for every module without children, in the order they run, from forward hooks."""
+    rows = [LayerRow("input", "", tuple(x.shape[1:]), 0, 0, (1, 1))]
+    field, running = _Field((1, 1)), []
+
+    def before(module: nn.Module, inputs: tuple, name: str) -> None:
+        running.append(name)
+
+    def after(module: nn.Module, inputs: tuple, output: Any, name: str) -> None:
+        nonlocal field
+        running.pop()
+        source = next((t for t in inputs if isinstance(t, torch.Tensor) and t.dim() == 4), None)
+        if isinstance(output, torch.Tensor):
+            field = _propagate(module, [field], source, output)
+            parameters = sum(p.numel() for p in module.parameters())
+            rows.append(
+                LayerRow(
+                    name,
+                    type(module).__name__,
+                    tuple(output.shape[1:]),
+                    parameters,
+                    _macs(module, output),
+                    field.size,
+                )  # fmt: skip
+            )
+
+    handles = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            handles.append(module.register_forward_pre_hook(partial(before, name=name)))
+            handles.append(module.register_forward_hook(partial(after, name=name)))
+    try:
+        model(x)
+        return rows, None
+    except Exception as error:  # any shape error of torch, reported with the layer's name
+        where = running[-1] if running else "a step between layers"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return rows, f"the shapes do not fit at {where} and it cannot process its input ({reason})."
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _explain(failure: _ShapesDoNotFit, recorder: _Recorder) -> str:
