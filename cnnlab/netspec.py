@@ -164,12 +164,11 @@ class Repeat:
         return "[" + " -> ".join(node.text() for node in self.body) + f"]*{self.count}"
 
 
-LAYER_TYPES = (Conv, SeparableConv, Residual, SqueezeExcitation, Activation, Norm, Pool)
-LAYER_TYPES += (GlobalPool, Flatten, Dropout, Dense)
-Layer = Conv | SeparableConv | Residual | SqueezeExcitation | Activation | Norm | Pool
-Layer = Layer | GlobalPool | Flatten | Dropout | Dense
+Layer = (
+    Conv | SeparableConv | Residual | SqueezeExcitation | Activation | Norm | Pool | GlobalPool
+) | (Flatten | Dropout | Dense)
 Node = Layer | Repeat
-NODE_TYPES: dict[str, type] = {cls.kind: cls for cls in (*LAYER_TYPES, Repeat)}
+NODE_TYPES: dict[str, type] = {cls.kind: cls for cls in (*Layer.__args__, Repeat)}
 
 
 @dataclass(frozen=True)
