@@ -180,12 +180,20 @@ def explain_run(
             states, layers, labels, config, out, report
         )
         if "features" in wanted:  # after separability, so the panels can show its numbers
-            summary["projections"] = space_reports.write_projections(
-                states, layers, labels, sample_ids, class_names, config, out, report
+            summary["projections"] = timed(
+                report,
+                "projection figures",
+                lambda: space_reports.write_projections(
+                    states, layers, labels, sample_ids, class_names, config, out, report
+                ),
             )
     if "neurons" in wanted:
-        summary["neurons"] = space_reports.write_neurons(
-            states, images, labels, class_names, config, out, report
+        summary["neurons"] = timed(
+            report,
+            "neurons",
+            lambda: space_reports.write_neurons(
+                states, images, labels, class_names, config, out, report
+            ),
         )
     if "activations" in wanted:
         summary["activations"] = timed(

@@ -172,8 +172,8 @@ def plot_separability(
     from matplotlib.lines import Line2D
 
     width = max(8.0, 1.3 * len(layer_names) + 4.0)
-    figure = new_figure(width, 6.2)
-    axes = figure.add_axes((0.08, 0.3, 0.62, 0.6))
+    figure = new_figure(width, 5.6)
+    axes = figure.add_axes((0.08, 0.27, 0.62, 0.64))
     x = list(range(len(layer_names)))
     styles = {"trained": "-", "untrained": "--"}
     for state, rows in tables.items():

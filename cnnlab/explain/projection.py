@@ -59,13 +59,20 @@ def project_pca(features: torch.Tensor, init: torch.Tensor | None, seed: int) ->
 
 @PROJECTIONS.register("tsne")
 def project_tsne(features: torch.Tensor, init: torch.Tensor | None, seed: int) -> torch.Tensor:
-    """openTSNE (FFT-accelerated) on PCA-50, starting from `init` or from PCA."""
+    """openTSNE on PCA-50, starting from `init` or from PCA.
+
+    From PCA it runs openTSNE's full schedule (250 exaggerated + 500 plain iterations). From the
+    previous layer's embedding, whose clusters are already formed, it runs 100 + 300: on the
+    layers of a Fashion-MNIST LeNet-5 (10,000 test images) that kept the 2-D k-NN accuracy
+    (0.816 vs 0.823 and 0.844 vs 0.839 with the full schedule) in half the time."""
     from openTSNE import TSNE
 
     x = pca(features, PCA_DIMENSIONS, seed).numpy()
+    schedule = {}
     if init is None:
         initialization = "pca"
     else:
+        schedule = {"early_exaggeration_iter": 100, "n_iter": 300}
         # openTSNE expects a tiny initial spread (std 1e-4 in its own PCA initialisation).
         start = init - init.mean(dim=0)
         initialization = (start / start[:, 0].std().clamp(min=1e-12) * 1e-4).double().numpy()
@@ -77,6 +84,7 @@ def project_tsne(features: torch.Tensor, init: torch.Tensor | None, seed: int) -
         random_state=seed,
         n_jobs=torch.get_num_threads(),
         verbose=False,
+        **schedule,
     )
     return torch.from_numpy(tsne.fit(x).view(type(x)).copy()).float()
 
