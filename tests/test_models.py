@@ -1,7 +1,10 @@
-"""Every registered model honours the contract, for 1 and 3 bands, at 8 (digits), 28, 32 and 224 px.
+"""Every registered model honours the contract: shapes for 1 and 3 bands at 28 and 32 px, then
+numbers, stage order and gradients at the digits' 8 px (or the model's smallest size). The
+ImageNet-size (224 px) networks are checked in test_summary.py against torchvision's counts.
 
-Small inputs run on the CPU; 224 px and networks of more than 30M parameters run on torch's meta
-device (shapes without memory or arithmetic). A real backward pass checks the gradients.
+Networks of more than 10M parameters run the shape checks on torch's meta device (shapes without
+memory or arithmetic), and above 30M parameters the gradient check too, which still proves that
+every parameter is in the backward graph. Batches hold 2 images.
 """
 
 import json
@@ -20,11 +23,8 @@ from cnnlab.models import (
     register_model,
 )
 
-SIZES = [(8, 8), (28, 28), (32, 32), (224, 224)]
-# Above this many parameters shape tests run on the meta device (building VGG-16 on the CPU alone
-# takes seconds), and so do gradient tests above GRADIENT_CPU_MAX_PARAMETERS: they still prove
-# that every parameter is in the backward graph.
-CPU_MAX_PARAMETERS = 10_000_000
+BANDS_AND_SIZES = [(1, 28), (3, 28), (1, 32), (3, 32)]
+CPU_MAX_PARAMETERS = 10_000_000  # building VGG-16 on the CPU alone takes seconds
 GRADIENT_CPU_MAX_PARAMETERS = 30_000_000
 
 
@@ -51,47 +51,43 @@ def _execution_order(model: torch.nn.Module, x: torch.Tensor) -> list[str]:
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-@pytest.mark.parametrize("in_channels", [1, 3])
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("in_channels", "size"), BANDS_AND_SIZES)
 def test_forward_shapes_and_contract(name, in_channels, size):
-    if min(size) < model_min_image_size(name):
+    spec = ModelSpec(name, in_channels, 7, (size, size))
+    if size < model_min_image_size(name):
         with pytest.raises(ConfigError, match="needs images of at least"):
-            build_model(ModelSpec(name, in_channels, 7, size))
+            build_model(spec)
         return
-    if (size, in_channels) in (((8, 8), 3), ((224, 224), 1)):
-        pytest.skip("digits (8 px) have 1 band, 224 px images 3; bands only change the stem")
-    big = size == (224, 224) or _parameter_count(name) > CPU_MAX_PARAMETERS
-    with torch.device("meta" if big else "cpu"), torch.no_grad():
-        model = build_model(ModelSpec(name, in_channels, 7, size)).eval()
-        x = torch.zeros(2, in_channels, *size)
-        features = model.forward_features(x)
+    meta = _parameter_count(name) > CPU_MAX_PARAMETERS
+    with torch.device("meta" if meta else "cpu"), torch.no_grad():
+        model = build_model(spec).eval()
+        features = model.forward_features(torch.zeros(2, in_channels, size, size))
         assert model.forward_head(features).shape == (2, 7)
         assert model.num_classes == 7
         modules = dict(model.named_modules())
         assert model.feature_layers, "feature_layers must name at least one stage"
         for layer in model.feature_layers:
             assert layer in modules, f"{layer} is not a module of {name}"
-        if size == (32, 32):
-            order = _execution_order(model, x)
-            first_call = [order.index(layer) for layer in model.feature_layers]
-            assert first_call == sorted(first_call), "feature_layers must run shallow to deep"
         model.reset_classifier(3)
         assert model.forward_head(features).shape == (2, 3) and model.num_classes == 3
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-def test_forward_equals_head_of_features_and_every_parameter_gets_a_gradient(name):
+def test_numbers_stage_order_and_every_parameter_gets_a_gradient(name):
     size = max(8, model_min_image_size(name))
     device = "meta" if _parameter_count(name) > GRADIENT_CPU_MAX_PARAMETERS else "cpu"
     torch.manual_seed(0)
     with torch.device(device):
         model = build_model(ModelSpec(name, 1, 10, (size, size)))
         x = torch.randn(2, 1, size, size)
-    if device == "cpu":
-        model.eval()
-        with torch.no_grad():
+    model.eval()
+    with torch.no_grad():
+        order = _execution_order(model, x)
+        first_call = [order.index(layer) for layer in model.feature_layers]
+        assert first_call == sorted(first_call), "feature_layers must run shallow to deep"
+        if device == "cpu":
             assert torch.allclose(model(x), model.forward_head(model.forward_features(x)))
-        model.train()
+    model.train()
     model(x).logsumexp(1).sum().backward()
     for pname, parameter in model.named_parameters():
         assert parameter.grad is not None, f"{pname} gets no gradient"

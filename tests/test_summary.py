@@ -44,6 +44,12 @@ def test_imagenet_parameter_counts_match_torchvision(name, torchvision_builder, 
     assert sum(row.parameters for row in summary.rows) == summary.total_parameters
 
 
+@pytest.mark.parametrize("name", ["googlenet", "se-resnet18", "tv-efficientnet-b0"])
+def test_other_imagenet_networks_run_at_224_px(name):
+    summary = _summary(name, (3, 224, 224), 1000)
+    assert summary.error is None and summary.rows[-1].output_shape == (1000,)
+
+
 def test_multiply_accumulates_match_torchvisions_published_gflops():
     # torchvision's model tables list 1.81 (ResNet-18) and 15.47 (VGG-16) "GFLOPS": MACs per image.
     assert round(_summary("tv-resnet18", (3, 224, 224), 1000).total_macs / 1e9, 2) == 1.81
