@@ -68,22 +68,32 @@ def band_ranges(activation: torch.Tensor) -> list[list[float]]:
 def plot_band_grid(
     image: torch.Tensor, activation: torch.Tensor, title: str, path: str | os.PathLike
 ) -> dict:
-    """The input image beside the bands of one layer's output [C, h, w] (a vector [F] is shown
-    as one band), each band scaled to its own range. Returns what was shown, for the JSON."""
+    """The input image beside the bands of one layer's output [C, h, w], each band scaled to its
+    own range, or beside a bar per unit for a vector [F]. Returns what was shown, for the JSON."""
     bands = activation.float().cpu()
+    figure = new_figure(11.0, 5.6)
+    left = figure.add_axes((0.01, 0.1, 0.25, 0.75))
+    left.imshow(to_rgb(image).permute(1, 2, 0).numpy(), interpolation="nearest")
+    left.set_title("input", fontsize=9)
+    left.axis("off")
+    figure.suptitle(title, fontsize=10)
     if bands.dim() == 1:
-        bands = bands[None, None, :]
+        axes = figure.add_axes((0.33, 0.12, 0.64, 0.74))
+        axes.bar(range(len(bands)), bands.numpy(), width=0.9, color="tab:blue")
+        axes.set_xlabel("unit")
+        axes.set_ylabel("activation")
+        axes.set_title(f"{len(bands)} units", fontsize=8)
+        axes.grid(alpha=0.3, axis="y")
+        save_figure(figure, path)
+        return {"units": len(bands), "range": [float(bands.min()), float(bands.max())]}
+    if bands.dim() == 2:
+        bands = bands[None]
     shown = bands[:MAX_BANDS]
     low = shown.flatten(1).min(1).values[:, None, None]
     high = shown.flatten(1).max(1).values[:, None, None]
     scaled = (shown - low) / (high - low).clamp(min=1e-12)
     columns = math.ceil(math.sqrt(len(shown) * 1.5))
     grid = mosaic(scaled, columns)
-    figure = new_figure(11.0, 5.6)
-    left = figure.add_axes((0.01, 0.1, 0.25, 0.75))
-    left.imshow(to_rgb(image).permute(1, 2, 0).numpy(), interpolation="nearest")
-    left.set_title("input", fontsize=9)
-    left.axis("off")
     right = figure.add_axes((0.3, 0.02, 0.69, 0.86))
     right.imshow(grid.numpy(), cmap="viridis", interpolation="nearest", vmin=0, vmax=1)
     right.axis("off")
@@ -93,7 +103,6 @@ def plot_band_grid(
         "(dark = its minimum, yellow = its maximum)",
         fontsize=8,
     )
-    figure.suptitle(title, fontsize=10)
     save_figure(figure, path)
     return {"bands": len(bands), "bands_shown": len(shown), "band_ranges": band_ranges(bands)}
 

@@ -124,7 +124,10 @@ def explain_run(
     config.check()
     report = Reporter(stream, show_progress)
     loaded = load_run(run_path, config.checkpoint, config.device)
-    record, settings = loaded.record, loaded.settings
+    record = loaded.record
+    # float32 throughout: explanations must not depend on the precision the run was trained in
+    # (and bf16 inference was several times slower than float32 on the development machines).
+    settings = dataclasses.replace(loaded.settings, bf16=False)
     class_names = list(record["class_names"])
     root = loaded.run.path / "explain"
     out = root / config.split
