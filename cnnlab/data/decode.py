@@ -86,9 +86,10 @@ def cache_key(root: Path, files: list[str], preprocess: Preprocess) -> str:
     digest = hashlib.sha256()
     header = {"format": CACHE_FORMAT, "root": str(root.resolve()), **asdict(preprocess)}
     digest.update(json.dumps(header, sort_keys=True).encode())
+    base = str(root)
     for name in files:
         try:
-            stat = (root / name).stat()
+            stat = os.stat(os.path.join(base, name))  # not pathlib: 60,000 files add up
             signature = f"{stat.st_size}:{stat.st_mtime_ns}"
         except OSError:
             signature = "missing"
