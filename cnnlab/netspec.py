@@ -1,8 +1,6 @@
-"""Network specs: the slides' pattern INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC
-(cs231n, seed 002) written in one line and parsed into frozen dataclasses that round-trip.
-
-Torch-free, so `cnnlab --help` can show the grammar without importing torch.
-"""
+"""Network specs: cs231n's pattern INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC
+(seed 002) in one line, parsed into frozen dataclasses that round-trip. Torch-free, so the
+command line can show the grammar without importing torch."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""AlexNet (Krizhevsky et al., 2012) in the single-tower form of Krizhevsky (2014), with
-64-192-384-256-256 bands. From 64 px: the 11x11/4 stem and overlapping 3x3/2 max pooling. Below
-64 px (28x28, 32x32, 8x8) the small-input variant: a 5x5/1 stem and padded pooling, so the maps
-end at 4x4 rather than vanish. The paper's 6x6 pooled head with two dense layers of 4096 from
-224 px; below, 2x2 pooled maps and two dense layers of 1024."""
+"""AlexNet (Krizhevsky et al., 2012) with the single-tower widths 64-192-384-256-256 (Krizhevsky,
+2014). From 64 px the 11x11/4 stem and 3x3/2 pooling; below, a 5x5/1 stem and padded pooling (the
+small-input variant). The 6x6-pooled 4096-4096 head from 224 px; below, 2x2-pooled 1024-1024."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""DenseNet-BC (Huang et al., 2017): dense blocks whose layers (BN-ReLU-1x1-BN-ReLU-3x3) see the
-concatenation of all earlier maps, joined by transitions that halve the bands (compression 0.5)
-and average-pool. CIFAR rows use a 3x3 stem of 2k bands; ImageNet rows a 7x7/2 stem and max pool
-from 64 px on. Pooling stops at 1x1 maps."""
+"""DenseNet-BC (Huang et al., 2017): dense blocks of BN-ReLU-1x1-BN-ReLU-3x3 layers that see all
+earlier maps, joined by transitions (compression 0.5, 2x2 average pooling while the maps allow).
+CIFAR rows: a 3x3 stem of 2k bands; DenseNet-121: the 7x7/2 stem and max pool from 64 px."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""ResNet (He et al., 2016): CIFAR-style ResNet-20/56 (3 stages of 16-32-64 bands), ImageNet-style
-ResNet-18/50 (4 stages, basic or bottleneck blocks), and SE-ResNet (Hu et al., 2018) rows with
-squeeze-excitation in every block. Shortcuts that change shape are 1x1 projections (option B),
-or with shortcut="zero-pad" the CIFAR paper's parameter-free option A."""
+"""ResNet (He et al., 2016): CIFAR ResNet-20/56 (16-32-64 bands), ImageNet ResNet-18/50 (basic or
+bottleneck blocks) and SE-ResNet rows (Hu et al., 2018). Shortcuts that change shape are 1x1
+projections (option B) or, with shortcut="zero-pad", the CIFAR paper's parameter-free option A."""
 
 from __future__ import annotations
 

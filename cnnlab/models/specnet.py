@@ -58,11 +58,10 @@ class SpecNetwork(ClassifierModel):
         self.spec_text = network.text()
         self.features = nn.Sequential()
         self.head = nn.Sequential()
-        layers = network.expand()
         shape = [in_channels, *image_size]  # [C, H, W] of the maps, then [F] of the vector
         counts: dict[str, int] = {}
         stage_ends: list[str] = []
-        for index, layer in enumerate(layers):
+        for index, layer in enumerate(network.expand()):
             if len(shape) == 3 and isinstance(layer, (Dense, GlobalPool, Flatten)):
                 self._to_vector(layer, shape)
             if isinstance(layer, (GlobalPool, Flatten)):
@@ -72,7 +71,7 @@ class SpecNetwork(ClassifierModel):
                     self.head.add_module("dropout", nn.Dropout(dropout))
                 self.head.add_module("fc", nn.Linear(shape[0], num_classes))
                 continue
-            module, label, shape = self._layer(layer, shape, index, layers, image_size)
+            module, label, shape = self._layer(layer, shape, index, image_size)
             counts[label] = counts.get(label, 0) + 1
             name = f"{label}{counts[label]}"
             (self.features if len(shape) == 3 else self.head).add_module(name, module)
@@ -99,7 +98,6 @@ class SpecNetwork(ClassifierModel):
         layer: Layer,
         shape: list[int],
         index: int,
-        layers: tuple[Layer, ...],
         image_size: tuple[int, int],
     ) -> tuple[nn.Module, str, list[int]]:
         """The module for one layer, its name stem and the shape it outputs."""

@@ -1,7 +1,6 @@
-"""torchvision's ImageNet networks (He et al. 2016, Simonyan & Zisserman 2015, Sandler et al. 2018,
-Tan & Le 2019, Huang et al. 2017) under the cnnlab contract, for transfer learning: any number of
-bands (the first conv is rebuilt) and any number of classes. Built with weights=None: ImageNet
-weights are never downloaded or loaded here, so these networks start untrained."""
+"""torchvision's ImageNet networks (ResNet, VGG, MobileNetV2, EfficientNet, DenseNet) under the
+cnnlab contract for transfer learning: any bands (the first conv is rebuilt), any classes. Built
+with weights=None: ImageNet weights are never downloaded or loaded, so they start untrained."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""VGG with batch normalisation (Simonyan & Zisserman, 2015; BN as in Ioffe & Szegedy, 2015):
-stages of 3x3 conv-BN-ReLU, each closed by 2x2 max pooling (seed 004: "stacking 2 conv + pooling").
-At 224 px and more the paper's head (7x7 average pool, two dense layers of 4096); below it the
-usual CIFAR head (global average pooling, linear classifier), and pooling stops at 1x1 maps."""
+"""VGG with batch normalisation (Simonyan & Zisserman, 2015; Ioffe & Szegedy, 2015): stages of
+3x3 conv-BN-ReLU closed by 2x2 max pooling, which stops at 1x1 maps. From 224 px the paper's
+7x7-pooled 4096-4096 head; below, global average pooling and a linear classifier (as on CIFAR)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Xception-style networks (Chollet, 2017): depthwise-separable convolutions (a spatial filter per
-band, then 1x1 across bands) in residual blocks. Entry flow: a conv stem and blocks that halve the
-maps with 3x3/2 max pooling and a 1x1/2 projection shortcut; middle flow: blocks of three
-ReLU-separable-BN with identity shortcuts; exit flow: one more downsampling block, two separable
-conv-BN-ReLU layers, global average pooling. Below 64 px the stem keeps stride 1."""
+"""Xception-style networks (Chollet, 2017): depthwise-separable convolutions in residual blocks; an
+entry flow that halves the maps (3x3/2 max pooling, 1x1/2 projections), a middle flow of identity
+blocks, an exit flow and global average pooling. Below 64 px the stem keeps stride 1."""
 
 from __future__ import annotations
 
