@@ -110,6 +110,30 @@ class Reporter:
         return path
 
 
+@dataclass
+class Job:
+    """One `cnnlab explain` call: the loaded run, the chosen images and the model states."""
+
+    config: ExplainConfig
+    report: Reporter
+    loaded: Any  # cnnlab.inference.LoadedRun
+    settings: StepSettings
+    split: Any  # cnnlab.data.rundata.SplitData, the whole split
+    images: torch.Tensor  # uint8 [N, C, H, W]: the sampled points
+    labels: torch.Tensor  # [N]
+    sample_ids: list[str]
+    layers: list[str]
+    states: list[ModelState]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.loaded.record["class_names"])
+
+    @property
+    def out(self) -> Path:
+        return self.loaded.run.path / "explain" / self.config.split
+
+
 def explain_run(
     run_path: str | Path,
     config: ExplainConfig,
@@ -117,124 +141,155 @@ def explain_run(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Explain a trained run; writes PNG + JSON under RUN/explain/ and returns the summary."""
-    from cnnlab.data.rundata import load_run_split
-    from cnnlab.explain import cam_reports, image_reports, space_reports
-    from cnnlab.inference import load_run
+    from cnnlab.explain import cam_reports, image_reports
 
     config.check()
-    report = Reporter(stream, show_progress)
-    loaded = load_run(run_path, config.checkpoint, config.device)
-    record = loaded.record
-    # float32 throughout: explanations must not depend on the precision the run was trained in
-    # (and bf16 inference was several times slower than float32 on the development machines).
-    settings = dataclasses.replace(loaded.settings, bf16=False)
-    class_names = list(record["class_names"])
-    root = loaded.run.path / "explain"
-    out = root / config.split
-    report.say(f"loading the {config.split} split of {record['source']}")
-    split = load_run_split(record, config.split, data_dir=config.data_dir, data=config.data)
-    if not len(split.labels):
-        raise CnnlabError(f"The run's {config.split} split is empty; choose another --split.")
-    indices = sample_indices(len(split.labels), config.max_points, config.seed)
-    images = split.images.index_select(0, indices)
-    labels = split.labels.index_select(0, indices)
-    sample_ids = [split.sample_ids[i] for i in indices.tolist()]
-    report.say(f"{len(indices):,} of {len(split.labels):,} images (seed {config.seed})")
-    states = [ModelState("trained", loaded.model)]
-    if config.untrained:
-        states.append(ModelState("untrained", untrained_model(loaded)))
-    layers = list(config.layers) or default_layers(loaded.model)
+    job = _start(run_path, config, Reporter(stream, show_progress))
     summary: dict[str, Any] = {
-        "run": str(loaded.run.path),
+        "run": str(job.loaded.run.path),
         "split": config.split,
-        "checkpoint": loaded.checkpoint.path.name,
-        "points": len(indices),
-        "split_size": len(split.labels),
+        "checkpoint": job.loaded.checkpoint.path.name,
+        "points": len(job.labels),
+        "split_size": len(job.split.labels),
         "config": {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
         },
-        "layers": layers,
+        "layers": job.layers,
     }
-
-    wanted = set(config.what)
+    wanted, report = set(config.what), job.report
     if wanted & {"features", "separability", "neurons"}:
-        feature_layers = list(dict.fromkeys(layers + list(config.neuron_layers)))
-        for state in states:
-            timed(
-                report,
-                f"{state.name} features",
-                lambda s=state: _collect(s, images, feature_layers, settings, config, report),
-            )
-        summary["features"] = [
-            {
-                "layer": f.name,
-                "output_shape": list(f.output_shape),
-                "dimensions": int(f.features.shape[1]),
-                "reduction": f.reduction,
-            }
-            for f in states[0].layers
-            if f.name in layers
-        ]
-    logits = states[0].logits
-    if wanted & {"features", "separability"}:
-        for state in states:
-            _project(state, layers, config, report)
-        summary["separability"] = space_reports.write_separability(
-            states, layers, labels, config, out, report
-        )
-        if "features" in wanted:  # after separability, so the panels can show its numbers
-            summary["projections"] = timed(
-                report,
-                "projection figures",
-                lambda: space_reports.write_projections(
-                    states, layers, labels, sample_ids, class_names, config, out, report
-                ),
-            )
-    if "neurons" in wanted:
-        summary["neurons"] = timed(
-            report,
-            "neurons",
-            lambda: space_reports.write_neurons(
-                states, images, labels, class_names, config, out, report
-            ),
-        )
+        summary.update(_feature_spaces(job, wanted))
     if "activations" in wanted:
         summary["activations"] = timed(
             report,
             "activations",
             lambda: image_reports.write_activations(
-                loaded.model, split, layers, settings, config.image_index, out, report
+                job.loaded.model,
+                job.split,
+                job.layers,
+                job.settings,
+                config.image_index,
+                job.out,
+                report,
             ),
         )
     if "filters" in wanted:
         summary["filters"] = timed(
             report,
             "filters",
-            lambda: image_reports.write_filters(states, images[:1], settings, root, report),
+            lambda: image_reports.write_filters(
+                job.states, job.images[:1], job.settings, job.out.parent, report
+            ),
         )
     if "cam" in wanted:
         summary["cam"] = timed(
             report,
             "where the network looks",
             lambda: cam_reports.write_cam(
-                loaded.model,
-                images,
-                labels,
-                sample_ids,
-                logits,
-                record,
-                settings,
+                job.loaded.model,
+                job.images,
+                job.labels,
+                job.sample_ids,
+                job.states[0].logits,
+                job.loaded.record,
+                job.settings,
                 config,
-                out,
+                job.out,
                 report,
             ),
         )
     summary["timings_seconds"] = report.timings
     summary["total_seconds"] = round(time.perf_counter() - report.start, 2)
     summary["files"] = sorted(set(report.files))
-    atomic_write_json(out / "summary.json", summary)
-    report.say(f"done: {len(summary['files'])} files under {out}")
+    atomic_write_json(job.out / "summary.json", summary)
+    report.say(f"done: {len(summary['files'])} files under {job.out}")
     return summary
+
+
+def _start(run_path: str | Path, config: ExplainConfig, report: Reporter) -> Job:
+    """Load the run and its split, draw the points, build the model states."""
+    from cnnlab.data.rundata import load_run_split
+    from cnnlab.inference import load_run
+
+    loaded = load_run(run_path, config.checkpoint, config.device)
+    # float32 throughout: explanations must not depend on the precision the run was trained in
+    # (and bf16 inference was several times slower than float32 on the development machines).
+    settings = dataclasses.replace(loaded.settings, bf16=False)
+    report.say(f"loading the {config.split} split of {loaded.record['source']}")
+    split = load_run_split(loaded.record, config.split, data_dir=config.data_dir, data=config.data)
+    if not len(split.labels):
+        raise CnnlabError(f"The run's {config.split} split is empty; choose another --split.")
+    indices = sample_indices(len(split.labels), config.max_points, config.seed)
+    report.say(f"{len(indices):,} of {len(split.labels):,} images (seed {config.seed})")
+    states = [ModelState("trained", loaded.model)]
+    if config.untrained:
+        states.append(ModelState("untrained", untrained_model(loaded)))
+    return Job(
+        config,
+        report,
+        loaded,
+        settings,
+        split,
+        images=split.images.index_select(0, indices),
+        labels=split.labels.index_select(0, indices),
+        sample_ids=[split.sample_ids[i] for i in indices.tolist()],
+        layers=list(config.layers) or default_layers(loaded.model),
+        states=states,
+    )
+
+
+def _feature_spaces(job: Job, wanted: set[str]) -> dict[str, Any]:
+    """Global features of every layer and state; projections, separability and neuron maps."""
+    from cnnlab.explain import space_reports
+
+    config, report, result = job.config, job.report, {}
+    feature_layers = list(dict.fromkeys(job.layers + list(config.neuron_layers)))
+    for state in job.states:
+        timed(
+            report,
+            f"{state.name} features",
+            lambda s=state: _collect(s, job.images, feature_layers, job.settings, config, report),
+        )
+    result["features"] = [
+        {
+            "layer": f.name,
+            "output_shape": list(f.output_shape),
+            "dimensions": int(f.features.shape[1]),
+            "reduction": f.reduction,
+        }
+        for f in job.states[0].layers
+        if f.name in job.layers
+    ]
+    if wanted & {"features", "separability"}:
+        for state in job.states:
+            _project(state, job.layers, config, report)
+        result["separability"] = space_reports.write_separability(
+            job.states, job.layers, job.labels, config, job.out, report
+        )
+        if "features" in wanted:  # after separability, so the panels can show its numbers
+            result["projections"] = timed(
+                report,
+                "projection figures",
+                lambda: space_reports.write_projections(
+                    job.states,
+                    job.layers,
+                    job.labels,
+                    job.sample_ids,
+                    job.class_names,
+                    config,
+                    job.out,
+                    report,
+                ),
+            )
+    if "neurons" in wanted:
+        result["neurons"] = timed(
+            report,
+            "neurons",
+            lambda: space_reports.write_neurons(
+                job.states, job.images, job.labels, job.class_names, config, job.out, report
+            ),
+        )
+    return result
 
 
 def timed(report: Reporter, name: str, work: Any) -> Any:
