@@ -184,7 +184,7 @@ def save_confusion_matrix_png(
     normalized = _safe_divide(counts.double(), counts.sum(dim=1, keepdim=True).double())
 
     side = min(4.0 + 0.45 * num_classes, 40.0)  # inches; grows with K, capped for huge K
-    font_size = max(4.0, min(10.0, 240.0 / max(num_classes, 1)))
+    font_size = max(5.0, min(10.0, 400.0 / max(num_classes, 1)))
     figure = Figure(figsize=(side + 1.5, side), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
