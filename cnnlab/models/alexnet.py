@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.layers.blocks import ClassifierHead, make_activation
-from cnnlab.models.base import ClassifierModel, uses_imagenet_stem
+from cnnlab.models.base import ClassifierModel, init_he_fan_in, uses_imagenet_stem
 from cnnlab.models.registry import register_model
 
 
@@ -64,6 +64,7 @@ class AlexNet(ClassifierModel):
             channels * pool_size**2, num_classes, pool_size=pool_size, hidden_units=(hidden,) * 2,
             dropout=dropout,
         )  # fmt: skip
+        init_he_fan_in(self)  # no batch norm: torch's default leaves it at chance on digits
 
 
 def _register(name: str, variant: AlexNetVariant) -> None:

@@ -54,6 +54,17 @@ def init_conv_weights(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
+def init_he_fan_in(model: ClassifierModel) -> None:
+    """He normal initialisation with fan-in (which keeps the forward signal's scale, and gives
+    depthwise filters their true fan-in) of every conv and hidden dense layer: all but head.fc.
+    Plain stacks without batch norm need it; torch's default shrinks the signal layer by layer."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module is not model.head.fc:
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 def uses_imagenet_stem(image_size: tuple[int, int]) -> bool:
     """Images of 64 px and more get the ImageNet stems (large strided kernels, early pooling);
     smaller ones (28x28, 32x32, 8x8) a stride-1 3x3 stem that keeps their few pixels."""
