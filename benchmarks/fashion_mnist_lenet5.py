@@ -31,12 +31,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--out", default="runs/bench-fmnist-lenet5")
     parser.add_argument("--images", type=int, default=200, help="test images to predict as PNGs")
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="use the data set's default augmentation (the recorded numbers are without it)",
+    )
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
 
     start = time.perf_counter()
+    augment = "--augment" if args.augment else "--no-augment"
     cnnlab("train", "--data", "fashion-mnist", "--model", "lenet5", "--epochs", str(args.epochs),
-           "--out", args.out, "--quiet")  # fmt: skip
+           "--out", args.out, "--quiet", augment)  # fmt: skip
     train_seconds = time.perf_counter() - start
     metrics = json.loads(cnnlab("evaluate", args.out, "--json"))
 
@@ -53,6 +59,7 @@ def main() -> None:
     agree = sum(p["predicted"] == r["predicted"] for p, r in zip(predictions, rows, strict=True))
     summary = {
         "epochs": args.epochs,
+        "augment": args.augment,
         "train_seconds": round(train_seconds, 1),
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_balanced_accuracy": round(metrics["balanced_accuracy"], 4),
