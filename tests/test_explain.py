@@ -332,7 +332,7 @@ def test_cli_explain_end_to_end_with_masks(digits_run, tmp_path, capsys):
             "120",
             "--untrained",
             "--per-cell",
-            "2",
+            "1",
             "--masks",
             str(masks),
             "--json",
@@ -390,3 +390,13 @@ def test_cli_explain_parts_and_clear_errors(digits_run, capsys):
     assert "Did you mean 'features.stage1'" in capsys.readouterr().err
     assert main([*args, "--what", "cam", "--masks", "/nonexistent"]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_neuron_panels_by_name_or_index():
+    from cnnlab.explain.space_reports import panel_classes
+
+    names = [f"c{i}" for i in range(25)]
+    assert panel_classes((), names) == list(range(20))
+    assert panel_classes(("c3", "7"), names) == [3, 7]
+    with pytest.raises(CnnlabError, match="not a class of this run"):
+        panel_classes(("dog",), names)

@@ -123,6 +123,13 @@ def register(commands) -> None:
         help="comma-separated layers for neuron maps (default: last_hidden)",
     )
     parser.add_argument(
+        "--neuron-classes",
+        type=_names,
+        default=defaults.neuron_classes,
+        help="comma-separated class names or indices, one neuron-map panel each "
+        "(default: the first 20 classes)",
+    )
+    parser.add_argument(
         "--cam-methods",
         type=_names,
         default=defaults.cam_methods,

@@ -48,6 +48,7 @@ class ExplainConfig:
     max_features: int = 2048
     neighbours: int = 5
     neuron_layers: tuple[str, ...] = (LAST_HIDDEN,)
+    neuron_classes: tuple[str, ...] = ()  # empty: the first 20 classes, one panel each
     cam_methods: tuple[str, ...] = ("gradcam", "gradcam++", "saliency", "occlusion")
     cam_layer: str | None = None
     image_index: int = 0

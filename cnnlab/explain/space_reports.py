@@ -165,6 +165,27 @@ def separation_statement(trends: dict[str, dict]) -> str:
     return f"{head}. In the feature space, " + "; ".join(clauses) + "."
 
 
+MAX_NEURON_PANELS = 20
+
+
+def panel_classes(chosen: tuple[str, ...], class_names: list[str]) -> list[int]:
+    """Class indices for the neuron-map panels: the chosen names (or indices), else the first 20."""
+    if not chosen:
+        return list(range(min(len(class_names), MAX_NEURON_PANELS)))
+    indices = []
+    for name in chosen:
+        if name in class_names:
+            indices.append(class_names.index(name))
+        elif name.isdigit() and int(name) < len(class_names):
+            indices.append(int(name))
+        else:
+            raise CnnlabError(
+                f"--neuron-classes names {name!r}, which is not a class of this run; its classes "
+                f"are {', '.join(class_names)} (names or indices 0 to {len(class_names) - 1})."
+            )
+    return indices
+
+
 def write_neurons(states, images, labels, class_names, config, out, report) -> dict:
     result: dict[str, Any] = {}
     folder = out / "neurons"
@@ -180,7 +201,7 @@ def write_neurons(states, images, labels, class_names, config, out, report) -> d
                 )
             mapped = neuron_maps.neuron_map(layer, activations, labels, len(class_names))
             summary = neuron_maps.specialisation(mapped, class_names)
-            classes = list(range(min(len(class_names), 20)))
+            classes = panel_classes(config.neuron_classes, class_names)
             stem = f"{layer}-{state.name}"
             plot_neuron_maps(
                 mapped.positions,
