@@ -400,3 +400,24 @@ def test_neuron_panels_by_name_or_index():
     assert panel_classes(("c3", "7"), names) == [3, 7]
     with pytest.raises(CnnlabError, match="not a class of this run"):
         panel_classes(("dog",), names)
+
+
+def test_occlusion_equals_a_patch_by_patch_loop():
+    from cnnlab.explain.cam import Occlusion
+
+    torch.manual_seed(0)
+    model = TwoMaps()
+    images = torch.randn(3, 1, 4, 4)
+    targets = torch.tensor([0, 1, 1])
+    maps = Occlusion(model, patch=2, stride=2, batch_size=8)(images, targets)  # 2 images a pass
+    for image, target, got in zip(images, targets, maps, strict=True):
+        base = torch.softmax(model(image[None]), 1)[0, target]
+        expected = torch.zeros(4, 4)
+        for top in (0, 2):
+            for left in (0, 2):
+                occluded = image.clone()
+                occluded[:, top : top + 2, left : left + 2] = 0.0
+                drop = base - torch.softmax(model(occluded[None]), 1)[0, target]
+                expected[top : top + 2, left : left + 2] = drop
+        expected = expected.clamp(min=0)
+        torch.testing.assert_close(got, expected / expected.max().clamp(min=1e-12))

@@ -124,33 +124,42 @@ class Occlusion(Explainer):
     name = "occlusion"
 
     def __init__(
-        self, model: nn.Module, patch: int | None = None, stride: int | None = None
+        self,
+        model: nn.Module,
+        patch: int | None = None,
+        stride: int | None = None,
+        batch_size: int = 512,
     ) -> None:
         super().__init__(model)
-        self.patch, self.stride = patch, stride
+        self.patch, self.stride, self.batch_size = patch, stride, batch_size
 
     def attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         _, _, height, width = images.shape
         patch = self.patch or max(2, min(height, width) // 4)
         stride = self.stride or max(1, patch // 2)
-        tops = _starts(height, patch, stride)
-        lefts = _starts(width, patch, stride)
+        windows = [
+            (t, s) for t in _starts(height, patch, stride) for s in _starts(width, patch, stride)
+        ]
+        cover = torch.zeros(len(windows), height, width, device=images.device)  # [P, H, W]
+        for index, (top, left) in enumerate(windows):
+            cover[index, top : top + patch, left : left + patch] = 1.0
+        keep = (1.0 - cover)[:, None]  # [P, 1, H, W]: zero inside the patch
+        per_batch = max(1, self.batch_size // len(windows))  # images occluded per forward pass
         maps = []
         with torch.no_grad():
-            base = torch.softmax(self.model(images).float(), dim=1)
-            base = base.gather(1, targets[:, None]).squeeze(1)  # [B]
-            for image, target, reference in zip(images, targets, base, strict=True):
-                occluded = image.repeat(len(tops) * len(lefts), 1, 1, 1)  # [P, C, H, W]
-                coverage = torch.zeros(len(occluded), height, width, device=images.device)
-                for index, (top, left) in enumerate((t, s) for t in tops for s in lefts):
-                    occluded[index, :, top : top + patch, left : left + patch] = 0.0
-                    coverage[index, top : top + patch, left : left + patch] = 1.0
-                probabilities = torch.cat(
-                    [torch.softmax(self.model(part).float(), dim=1) for part in occluded.split(256)]
-                )[:, int(target)]
-                drops = (reference - probabilities)[:, None, None] * coverage
-                maps.append(drops.sum(0) / coverage.sum(0).clamp(min=1.0))
-        return torch.relu(torch.stack(maps))
+            for start in range(0, len(images), per_batch):
+                x = images[start : start + per_batch]  # [b, C, H, W]
+                target = targets[start : start + per_batch]
+                occluded = (x[:, None] * keep[None]).flatten(0, 1)  # [b * P, C, H, W]
+                batch = torch.cat([x, occluded])
+                probabilities = torch.softmax(self.model(batch).float(), dim=1)
+                reference = probabilities[: len(x)].gather(1, target[:, None])  # [b, 1]
+                occluded_p = probabilities[len(x) :].view(len(x), len(windows), -1)
+                occluded_p = occluded_p.gather(2, target[:, None, None].expand(-1, len(windows), 1))
+                drops = reference - occluded_p[:, :, 0]  # [b, P]
+                summed = torch.einsum("bp,phw->bhw", drops, cover)
+                maps.append(summed / cover.sum(0).clamp(min=1.0))
+        return torch.relu(torch.cat(maps))
 
 
 def _starts(length: int, patch: int, stride: int) -> list[int]:

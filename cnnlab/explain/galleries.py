@@ -4,6 +4,7 @@ kernel bank, importance overlays for grayscale and colour images, and rows of ca
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -24,6 +25,7 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
     return gray.expand(3, -1, -1).clone()
 
 
+@functools.cache
 def colormap_table(name: str = "jet") -> torch.Tensor:
     """A matplotlib colour map as a [256, 3] float tensor."""
     from matplotlib import colormaps
