@@ -296,3 +296,10 @@ def test_progress_redraws_on_a_terminal_and_prints_plain_lines_otherwise(tty, mo
     assert "64 img/s  left 1:37" in stream.text
     assert ("\r" in stream.text) == tty
     assert stream.text.endswith("epoch 1/2 done\n")
+
+
+def test_a_spec_string_trains_from_the_library_too(tmp_path, tiny_config):
+    config = tiny_config(model="[conv8 -> relu]*1 -> pool -> fc", model_options={}, epochs=1)
+    train(config, tmp_path / "run", show_progress=False)
+    model = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert model["name"] == "spec" and "conv8" in model["options"]["spec"]

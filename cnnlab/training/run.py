@@ -31,7 +31,7 @@ from cnnlab.data.sources import load_dataset
 from cnnlab.environment import machine_description, resolve_device
 from cnnlab.errors import CnnlabError, ConfigError, TrainingAborted
 from cnnlab.fileio import append_jsonl, atomic_write_json, read_jsonl
-from cnnlab.models import ModelSpec, build_model
+from cnnlab.models import ModelSpec, build_model, resolve_model_argument
 from cnnlab.rundir import RunDir
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig
@@ -267,8 +267,9 @@ def _model_spec(config: TrainConfig, record: dict[str, Any]) -> ModelSpec:
     options = dict(config.model_options)
     if config.dropout is not None:
         options["dropout"] = config.dropout
+    name, options = resolve_model_argument(config.model, options)  # a spec string or a name
     return ModelSpec(
-        name=config.model,
+        name=name,
         in_channels=record["channels"],
         num_classes=record["num_classes"],
         image_size=tuple(record["image_size"]),
