@@ -303,3 +303,11 @@ def test_a_spec_string_trains_from_the_library_too(tmp_path, tiny_config):
     train(config, tmp_path / "run", show_progress=False)
     model = json.loads((tmp_path / "run" / "model.json").read_text())
     assert model["name"] == "spec" and "conv8" in model["options"]["spec"]
+
+
+def test_early_stopping_without_a_validation_split_is_refused(tmp_path, tiny_config):
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        train(
+            tiny_config(early_stopping=1, val_fraction=0.0), tmp_path / "run", show_progress=False
+        )
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -83,8 +83,6 @@ def train(
             f"'{run.path}' already holds a run. Continue it with `cnnlab train --resume "
             f"{run.path}`, or choose another --out."
         )
-    if config.early_stopping and config.val_fraction == 0:
-        raise ConfigError("--early-stopping needs a validation split: set --val-fraction above 0.")
     stream = stream or sys.stderr
     stop = stop or StopFlag()
     device = resolve_device(config.device)
@@ -110,6 +108,11 @@ def train(
     )
     train_split = select_split(dataset, record, "train")
     val_split = select_split(dataset, record, "val")
+    if config.early_stopping and not len(val_split.labels):  # a folder's val/ counts too
+        raise ConfigError(
+            "--early-stopping needs a validation split: set --val-fraction above 0 (or give the "
+            "folder a val/ split)."
+        )
     model = build_model(spec).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
