@@ -115,6 +115,9 @@ def write_separability(states, layers, labels, config, out, report) -> dict:
             )
         }
     statement = separation_statement(trends["trained"])
+    if "untrained" in trends:
+        before = trends["untrained"]["feature_knn_accuracy"]["verdict"]
+        statement += f" Before training, k-NN accuracy in the feature space {before}."
     report.say(statement)
     result = {
         "k": config.neighbours,
