@@ -333,6 +333,8 @@ def test_cli_explain_end_to_end_with_masks(digits_run, tmp_path, capsys):
             "--untrained",
             "--per-cell",
             "1",
+            "--cam-methods",
+            "gradcam,occlusion",
             "--masks",
             str(masks),
             "--json",
@@ -364,7 +366,7 @@ def test_cli_explain_end_to_end_with_masks(digits_run, tmp_path, capsys):
         "cam/object-share.png",
     ):
         assert (out / name).is_file(), name
-    for method in EXPLAINERS.names():
+    for method in ("gradcam", "occlusion"):  # the galleries of every method share this code
         assert (out / "cam" / f"{method}-correct.png").is_file()
         assert (out / "cam" / f"{method}-top-losses.png").is_file()
     assert (digits_run / "explain" / "filters-trained.png").is_file()
@@ -421,3 +423,39 @@ def test_occlusion_equals_a_patch_by_patch_loop():
                 expected[top : top + 2, left : left + 2] = drop
         expected = expected.clamp(min=0)
         torch.testing.assert_close(got, expected / expected.max().clamp(min=1e-12))
+
+
+def _small_models(max_parameters: int = 500_000) -> list[str]:
+    """Registered models small enough to run here in well under a second each (bigger ones use
+    the same contract and code paths; the benchmark and test_models cover them)."""
+    from cnnlab.models import MODELS, ModelSpec, build_model, model_min_image_size
+
+    names = []
+    for name in MODELS.names():
+        size = max(32, model_min_image_size(name))
+        with torch.device("meta"):
+            model = build_model(ModelSpec(name, 3, 10, (size, size)))
+        if sum(p.numel() for p in model.parameters()) <= max_parameters:
+            names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _small_models())
+def test_explain_parts_on_registered_models(name):
+    from cnnlab.explain.cam_reports import deepest_spatial_layer
+    from cnnlab.explain.features import default_layers
+    from cnnlab.models import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(name, 3, 10, (32, 32))).eval()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    settings = StepSettings(normalizer=Normalizer((0.5,) * 3, (0.25,) * 3))
+    layers, logits = collect_features(model, images, default_layers(model), settings, batch_size=2)
+    assert logits.shape == (3, 10) and all(len(layer.features) == 3 for layer in layers)
+    x = settings.normalizer(images[:2])
+    layer = deepest_spatial_layer(model, x)
+    for method in EXPLAINERS.names():
+        maps = build_explainer(method, model, layer)(x, torch.tensor([0, 1]))
+        assert maps.shape == (2, 32, 32) and not maps.isnan().any()
+    assert hooks.first_conv_name(model, x) is not None
+    assert hooks.count_hooks(model) == 0
