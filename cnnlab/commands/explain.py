@@ -209,11 +209,8 @@ def _explain(args: argparse.Namespace) -> int:
             print(entry["statement"])
     share = summary.get("cam", {}).get("object_share")
     if share:
-        for method, values in share["methods"].items():
-            print(
-                f"{method}: {values['share_inside']} of the importance inside the object "
-                f"(the objects cover {share['mean_object_area']} of the images)"
-            )
+        for values in share["methods"].values():
+            print(values["statement"])
     print(
         f"written: {len(summary['files'])} files under {args.run}/explain/ "
         f"(summary: {args.run}/explain/{summary['split']}/summary.json) "

@@ -308,8 +308,17 @@ def write_object_share(
                     "object_area": round(float(area[members].mean()), 4),
                 }
         valid = ~share.isnan()
+        inside = float(share[valid].mean()) if valid.any() else float("nan")
+        mean_area = float(area[valid].mean()) if valid.any() else float("nan")
+        focus = inside / mean_area if mean_area > 0 else float("nan")
+        verdict = "concentrates on" if focus > 1.1 else "does not concentrate on"
         result["methods"][method] = {
-            "share_inside": round(float(share[valid].mean()), 4) if valid.any() else None,
+            "share_inside": round(inside, 4) if valid.any() else None,
+            "object_area": round(mean_area, 4) if valid.any() else None,
+            "share_over_area": round(focus, 3) if valid.any() else None,
+            "statement": f"{method} puts {inside:.2f} of its importance inside objects that cover "
+            f"{mean_area:.2f} of the images ({focus:.2f}x what a map blind to the object would): "
+            f"it {verdict} the object.",
             "per_class": per_class,
         }
     figure = new_figure(max(7.0, 0.7 * len(names) + 3), 4.6)
