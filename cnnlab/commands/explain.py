@@ -19,7 +19,7 @@ layers are dotted names from the model's named_modules() (`cnnlab summary` lists
 every stage output the model names (feature_layers) and last_hidden.
 
 written under RUN/explain/SPLIT/:
-  summary.json                     what was run, timings, statements, every file written
+  summary.json                     the last call: settings, timings, statements, files written
   projections-METHOD.png           small multiples: one panel per layer (rows: trained, untrained)
   projections/METHOD/NN-LAYER-STATE.png/.json   one layer's projection and its coordinates
   separability.png/.json           silhouette, k-NN accuracy, neighbourhood hit against depth
