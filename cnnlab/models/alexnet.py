@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.layers.blocks import ClassifierHead, make_activation
 from cnnlab.models.base import ClassifierModel, init_he_fan_in, uses_imagenet_stem
-from cnnlab.models.registry import register_model
+from cnnlab.models.registry import register_variants
 
 
 @dataclass(frozen=True)
@@ -67,16 +67,4 @@ class AlexNet(ClassifierModel):
         init_he_fan_in(self)  # no batch norm: torch's default leaves it at chance on digits
 
 
-def _register(name: str, variant: AlexNetVariant) -> None:
-    @register_model(name, variant.description)
-    def build(
-        *, in_channels: int, num_classes: int, image_size: tuple[int, int], dropout: float = 0.5
-    ) -> AlexNet:
-        return AlexNet(variant, in_channels, num_classes, image_size, dropout)
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = variant.description
-
-
-for _name, _variant in ALEXNETS.items():
-    _register(_name, _variant)
+register_variants(ALEXNETS, AlexNet, dropout=0.5)

@@ -15,7 +15,7 @@ from cnnlab.models.base import (
     spatial_size_after,
     uses_imagenet_stem,
 )
-from cnnlab.models.registry import register_model
+from cnnlab.models.registry import register_variants
 
 
 @dataclass(frozen=True)
@@ -85,16 +85,4 @@ class DenseNet(ClassifierModel):
         init_conv_weights(self)
 
 
-def _register(name: str, variant: DenseNetVariant) -> None:
-    @register_model(name, variant.description)
-    def build(
-        *, in_channels: int, num_classes: int, image_size: tuple[int, int], dropout: float = 0.0
-    ) -> DenseNet:
-        return DenseNet(variant, in_channels, num_classes, image_size, dropout)
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = variant.description
-
-
-for _name, _variant in DENSENETS.items():
-    _register(_name, _variant)
+register_variants(DENSENETS, DenseNet, dropout=0.0)

@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.layers.blocks import ClassifierHead, ConvNormAct, Inception
 from cnnlab.models.base import ClassifierModel, init_conv_weights, uses_imagenet_stem
-from cnnlab.models.registry import register_model
+from cnnlab.models.registry import register_variants
 
 # One module: 1x1 bands, (3x3 reduce, 3x3), (5x5 reduce, 5x5), pool projection (the paper's table).
 InceptionWidths = tuple[int, tuple[int, int], tuple[int, int], int]
@@ -87,20 +87,4 @@ class GoogLeNet(ClassifierModel):
         init_conv_weights(self)
 
 
-def _register(name: str, variant: GoogLeNetVariant) -> None:
-    @register_model(name, variant.description)
-    def build(
-        *,
-        in_channels: int,
-        num_classes: int,
-        image_size: tuple[int, int],
-        dropout: float = variant.dropout,
-    ) -> GoogLeNet:
-        return GoogLeNet(variant, in_channels, num_classes, image_size, dropout)
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = variant.description
-
-
-for _name, _variant in GOOGLENETS.items():
-    _register(_name, _variant)
+register_variants(GOOGLENETS, GoogLeNet, dropout=None)

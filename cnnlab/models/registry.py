@@ -35,6 +35,39 @@ def register_model(name: str, description: str = "", *, min_image_size: int = 1)
     return decorator
 
 
+def register_variants(
+    table: dict[str, Any], model_class: Callable[..., nn.Module], dropout: float | None
+) -> None:
+    """Register one builder per row of a variant table (timm-style: variants are rows, not code).
+
+    Each builder takes the data-given arguments and `dropout` (default `dropout`, or the row's own
+    `dropout` field when None) and calls `model_class(variant, in_channels, num_classes,
+    image_size, dropout)`.
+    """
+    for name, variant in table.items():
+        default = variant.dropout if dropout is None else dropout
+        register_model(name, variant.description)(
+            _variant_builder(name, variant, model_class, default)
+        )
+
+
+def _variant_builder(
+    name: str, variant: Any, model_class: Callable[..., nn.Module], default_dropout: float
+) -> Callable[..., nn.Module]:
+    def build(
+        *,
+        in_channels: int,
+        num_classes: int,
+        image_size: tuple[int, int],
+        dropout: float = default_dropout,
+    ) -> nn.Module:
+        return model_class(variant, in_channels, num_classes, image_size, dropout)
+
+    build.__name__ = build.__qualname__ = name.replace("-", "_")
+    build.__doc__ = variant.description
+    return build
+
+
 def model_description(name: str) -> str:
     return _DESCRIPTIONS.get(name, "")
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.layers.blocks import ClassifierHead, ConvNormAct
 from cnnlab.models.base import ClassifierModel, init_conv_weights
-from cnnlab.models.registry import register_model
+from cnnlab.models.registry import register_variants
 
 PAPER_HEAD_MIN_SIZE = 224
 
@@ -66,16 +66,4 @@ class VGG(ClassifierModel):
         init_conv_weights(self)
 
 
-def _register(name: str, variant: VGGVariant) -> None:
-    @register_model(name, variant.description)
-    def build(
-        *, in_channels: int, num_classes: int, image_size: tuple[int, int], dropout: float = 0.5
-    ) -> VGG:
-        return VGG(variant, in_channels, num_classes, image_size, dropout)
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = variant.description
-
-
-for _name, _variant in VGGS.items():
-    _register(_name, _variant)
+register_variants(VGGS, VGG, dropout=0.5)

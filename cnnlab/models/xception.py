@@ -11,7 +11,7 @@ from torch import nn
 
 from cnnlab.layers.blocks import ClassifierHead, ConvNormAct, SeparableConv2d
 from cnnlab.models.base import ClassifierModel, init_conv_weights, uses_imagenet_stem
-from cnnlab.models.registry import register_model
+from cnnlab.models.registry import register_variants
 
 
 @dataclass(frozen=True)
@@ -108,16 +108,4 @@ class Xception(ClassifierModel):
         init_conv_weights(self)
 
 
-def _register(name: str, variant: XceptionVariant) -> None:
-    @register_model(name, variant.description)
-    def build(
-        *, in_channels: int, num_classes: int, image_size: tuple[int, int], dropout: float = 0.0
-    ) -> Xception:
-        return Xception(variant, in_channels, num_classes, image_size, dropout)
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = variant.description
-
-
-for _name, _variant in XCEPTIONS.items():
-    _register(_name, _variant)
+register_variants(XCEPTIONS, Xception, dropout=0.0)
