@@ -30,6 +30,8 @@ COMMAND_MODULES: list[str] = [
     "cnnlab.commands.augment",
     "cnnlab.commands.summary",
     "cnnlab.commands.explain",
+    "cnnlab.commands.recipes",
+    "cnnlab.commands.export",
 ]
 
 EPILOG_TRAIN = """examples:
@@ -121,12 +123,18 @@ def _add_train(commands) -> None:
         help="continue the run in RUN from its newest good checkpoint (only --data-dir, --device "
         "and --threads may be given with it)",
     )
+    run.add_argument(
+        "--test",
+        action="store_true",
+        help="after training, score the best checkpoint on the test split in the same process, "
+        "as `cnnlab evaluate RUN` would (writes eval/test.json)",
+    )
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     settings = parser.add_argument_group("training settings (TrainConfig fields)")
-    defaults = TrainConfig()
+    defaults = {**TrainConfig().to_dict(), "recipe": "auto"}  # from_dict's default recipe
     for field in dataclasses.fields(TrainConfig):
-        _add_config_flag(settings, field, getattr(defaults, field.name))
+        _add_config_flag(settings, field, defaults[field.name])
     parser.set_defaults(handler=_train)
 
 
@@ -194,6 +202,11 @@ def _train(args: argparse.Namespace) -> int:
         "best": result.best,
         "last": result.last,
     }
+    if args.test and result.status != "interrupted":
+        from cnnlab.inference import evaluate_run
+
+        test = evaluate_run(result.run, "test", data_dir=config.data_dir)
+        summary["test"] = {k: test[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -216,7 +229,15 @@ def _print_train_summary(summary: dict[str, Any]) -> None:
         )
     if best:
         print(f"best: {best['monitor']} {best['best_score']:.4f} at epoch {best['best_epoch']}")
-    print(f"next: cnnlab evaluate {summary['run']}")
+    test = summary.get("test")
+    if test:
+        print(
+            f"test (best checkpoint): accuracy {test['accuracy']:.4f}, balanced accuracy "
+            f"{test['balanced_accuracy']:.4f}, Cohen's kappa {test['cohen_kappa']:.4f}; "
+            f"details in {summary['run']}/eval/"
+        )
+    else:
+        print(f"next: cnnlab evaluate {summary['run']}")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -256,6 +277,14 @@ def _add_model_loading(parser) -> None:
         help="best validation checkpoint or the newest one (default: best, else last)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        choices=("torch", "onnx"),
+        help="torch (default): PyTorch on --device; onnx: ONNX Runtime on the CPU in float32, "
+        "often 2-5x faster for small CNNs (exports RUN/export/model-CHECKPOINT.onnx on first "
+        "use; needs `pip install onnx onnxruntime`)",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -273,11 +302,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         top_k=args.top_k,
+        runtime=args.runtime,
     )
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_metrics_table(metrics))
+        print(f"runtime: {metrics['runtime']}")
         print(
             f"written: {Path(args.run) / 'eval' / args.split}.json, "
             "-confusion.png, -predictions.csv"
@@ -313,7 +344,12 @@ def _predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1.")
     rows = predict_files(
-        args.run, args.images, which=args.checkpoint, device=args.device, top_k=args.top_k
+        args.run,
+        args.images,
+        which=args.checkpoint,
+        device=args.device,
+        top_k=args.top_k,
+        runtime=args.runtime,
     )
     if args.csv:
         buffer = io.StringIO()
@@ -330,6 +366,7 @@ def _predict(args: argparse.Namespace) -> int:
         for row in rows:
             top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
             print(f"{row['file']}: {row['predicted']} ({row['confidence']:.3f})  [{top}]")
+        print(f"runtime: {args.runtime}")
     return 0
 
 

@@ -6,6 +6,7 @@ another day, preprocessing images exactly as in training (size, bands, normalisa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from cnnlab.data.images import load_image_file
 from cnnlab.data.loader import Normalizer
 from cnnlab.data.rundata import load_run_split
 from cnnlab.environment import resolve_device
+from cnnlab.errors import ConfigError
 from cnnlab.evaluation import (
     classification_metrics,
     save_confusion_matrix_png,
     write_predictions_csv,
 )
+from cnnlab.fastpath import choose_fast_path
 from cnnlab.fileio import atomic_write_json
 from cnnlab.models import ModelSpec, build_model
 from cnnlab.rundir import RunDir
@@ -39,23 +42,69 @@ class LoadedRun:
     device: torch.device
 
 
-def load_run(run_path: str | Path, which: str = "best", device: str = "auto") -> LoadedRun:
+def load_run(
+    run_path: str | Path,
+    which: str = "best",
+    device: str = "auto",
+    precision: str = "auto",
+    channels_last: bool = True,
+) -> LoadedRun:
+    """Rebuild a run's model with its weights, on this machine's fast path (cnnlab.fastpath).
+
+    The precision is this machine's choice, not the training run's: a network trained in bf16
+    elsewhere is evaluated in fp32 on a CPU without native bf16, and the other way round.
+    """
     run = RunDir(run_path)
     record = run.read("dataset.json")
     spec = ModelSpec.from_dict(run.read("model.json"))
-    config = run.read("config.json").get("train", {})
     resolved = resolve_device(device)
+    fast = choose_fast_path(resolved, precision, channels_last)
     model = build_model(spec)
     checkpoint = ckpt.load_model_weights(run.checkpoints, which)
     ckpt.apply_weights(model, checkpoint)
     model.to(resolved).eval()
+    if fast.channels_last:
+        model.to(memory_format=torch.channels_last)
     normalization = record["normalization"]
     settings = StepSettings(
         normalizer=Normalizer(tuple(normalization["mean"]), tuple(normalization["std"])),
-        bf16=config.get("precision") == "bf16",
-        channels_last=bool(config.get("channels_last", False)),
+        precision=fast.precision,
+        channels_last=fast.channels_last,
     )
     return LoadedRun(run, model, record, settings, checkpoint, resolved)
+
+
+RUNTIMES = ("torch", "onnx")
+
+
+def load_run_for_runtime(
+    run_path: str | Path,
+    which: str,
+    device: str,
+    runtime: str = "torch",
+    precision: str = "auto",
+    channels_last: bool = True,
+) -> tuple[LoadedRun, Callable[[torch.Tensor, int], torch.Tensor]]:
+    """The run and a function (uint8 images, batch size) -> float32 logits [N, K] on the CPU.
+
+    "torch" runs the model in PyTorch on `device`; "onnx" runs its ONNX export (made on first
+    use, cnnlab.onnx_runtime) with ONNX Runtime on the CPU, in float32.
+    """
+    if runtime == "torch":
+        loaded = load_run(run_path, which, device, precision, channels_last)
+
+        def logits(images: torch.Tensor, batch_size: int) -> torch.Tensor:
+            return predict_logits(
+                loaded.model, images.to(loaded.device), loaded.settings, batch_size
+            )
+
+        return loaded, logits
+    if runtime == "onnx":
+        from cnnlab.onnx_runtime import load_onnx_run  # onnxruntime is optional
+
+        loaded, classifier = load_onnx_run(run_path, which, device)
+        return loaded, classifier.predict_logits
+    raise ConfigError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
 
 
 def evaluate_run(
@@ -68,19 +117,26 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int = 1024,
     top_k: int = 5,
+    precision: str = "auto",
+    channels_last: bool = True,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
-    """Score a split and write eval/<split>.json, -confusion.png and -predictions.csv."""
-    loaded = load_run(run_path, which, device)
-    split_data = load_run_split(loaded.record, split, data_dir=data_dir, data=data)
-    logits = predict_logits(
-        loaded.model, split_data.images.to(loaded.device), loaded.settings, batch_size
+    """Score a split and write eval/<split>.json, -confusion.png and -predictions.csv.
+
+    `runtime="onnx"` scores with ONNX Runtime instead of PyTorch (see load_run_for_runtime).
+    """
+    loaded, predict = load_run_for_runtime(
+        run_path, which, device, runtime, precision, channels_last
     )
+    split_data = load_run_split(loaded.record, split, data_dir=data_dir, data=data)
+    logits = predict(split_data.images, batch_size)
     class_names = loaded.record["class_names"]
     metrics = classification_metrics(
         logits, split_data.labels, class_names, top_k=tuple(sorted({1, top_k}))
     )
     metrics = {
         "split": split,
+        "runtime": runtime,
         "checkpoint": {
             "file": str(loaded.checkpoint.path.name),
             "epoch": loaded.checkpoint.meta.get("epoch"),
@@ -114,16 +170,17 @@ def predict_files(
     which: str = "best",
     device: str = "auto",
     top_k: int = 3,
+    runtime: str = "torch",
 ) -> list[dict[str, Any]]:
     """Class probabilities for image files: [{file, predicted, confidence, top: [(name, p)]}]."""
-    loaded = load_run(run_path, which, device)
+    loaded, predict = load_run_for_runtime(run_path, which, device, runtime)
     record = loaded.record
     size = (record["image_size"][0], record["image_size"][1])
     aspect = record.get("preprocess", {}).get("aspect", "stretch")
     images = torch.stack(
         [load_image_file(p, record["channels"], size, aspect=aspect) for p in image_paths]
     )
-    logits = predict_logits(loaded.model, images.to(loaded.device), loaded.settings)
+    logits = predict(images, 1024)
     probabilities = torch.softmax(logits, dim=1)
     k = min(top_k, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)
@@ -138,6 +195,7 @@ def predict_files(
                 {"class": names[int(i)], "probability": float(v)}
                 for v, i in zip(val, idx, strict=True)
             ],
+            "runtime": runtime,
         }
         for path, val, idx in zip(image_paths, values, indices, strict=True)
     ]

@@ -149,7 +149,7 @@ def collect_features(
             x = prepare(images[start : start + batch_size].to(device), settings)
             if INPUT in layers:
                 keep(INPUT, x)
-            with autocast(x.device, settings.bf16):
+            with autocast(x.device, settings.precision):
                 logits.append(model(x).float().cpu())
             if on_batch is not None:
                 on_batch(min(start + batch_size, len(images)), len(images))

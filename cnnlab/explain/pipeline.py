@@ -215,7 +215,7 @@ def _start(run_path: str | Path, config: ExplainConfig, report: Reporter) -> Job
     loaded = load_run(run_path, config.checkpoint, config.device)
     # float32 throughout: explanations must not depend on the precision the run was trained in
     # (and bf16 autocast inference of small-cnn ran ~10x slower than float32 on these machines).
-    settings = dataclasses.replace(loaded.settings, bf16=False)
+    settings = dataclasses.replace(loaded.settings, precision="fp32")
     report.say(f"loading the {config.split} split of {loaded.record['source']}")
     split = load_run_split(loaded.record, config.split, data_dir=config.data_dir, data=config.data)
     if not len(split.labels):

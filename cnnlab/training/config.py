@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
+from cnnlab.recipes import apply_recipe, recipe_names
 
 if TYPE_CHECKING:
     from cnnlab.data.folder import LoadOptions
@@ -57,6 +58,13 @@ class TrainConfig:
     strict: bool = _option(False, "stop at unreadable image files instead of skipping them")
     cache: bool = _option(
         True, "folder: keep decoded images in the user cache so the next run starts at once"
+    )
+    recipe: str = _option(
+        "none",
+        "training defaults that reach good accuracy fast (`cnnlab recipes`): auto (the command "
+        "line's default) picks the data set's own, mnist, fashion-mnist or cifar10, and none for "
+        "folders; flags and --config override its settings",
+        choices=recipe_names(),
     )
     model: str = _option(
         "small-cnn", 'model name from `cnnlab models`, or a network spec such as "conv8 -> fc"'
@@ -110,10 +118,18 @@ class TrainConfig:
     seed: int = _option(0, "seed for the split, initialisation, order and dropout")
     device: str = _option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _option(
-        "fp32", "arithmetic precision (bf16: bfloat16 autocast)", choices=("fp32", "bf16")
+        "auto",
+        "arithmetic: auto picks bf16 autocast on GPUs and on CPUs with AVX512-BF16/AMX, fp16 "
+        "autocast (with loss scaling) on GPUs without bf16, and fp32 elsewhere; weights and loss "
+        "stay float32",
+        choices=("auto", "fp32", "bf16", "fp16"),
     )
-    channels_last: bool = _option(False, "keep activations in channels_last memory format")
-    threads: int | None = _option(None, "CPU threads for torch (default: torch's choice)")
+    channels_last: bool = _option(
+        True, "keep images and activations in channels_last memory format (faster convolutions)"
+    )
+    threads: int | None = _option(
+        None, "CPU threads for torch (default: one per physical core, at most the cores available)"
+    )
     eval_batch_size: int = _option(1024, "images per batch when evaluating")
     augment: bool = _option(
         True,
@@ -210,6 +226,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> TrainConfig:
+        """Settings by name, over the recipe they select (cnnlab.recipes), over the defaults.
+
+        This is the door the command line and TOML files use: without a "recipe" key it picks
+        the data set's own ("auto"), and the result names the recipe applied. The constructor
+        applies none (recipe "none"), so `TrainConfig(...)` means exactly what it says.
+        """
         data = {key.replace("-", "_"): value for key, value in data.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -219,7 +241,7 @@ class TrainConfig:
                 f"Known settings are the long flags of `cnnlab train --help`."
             )
         try:
-            return cls(**data)
+            return cls(**apply_recipe(data, cls.data))
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
 

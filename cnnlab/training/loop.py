@@ -35,13 +35,14 @@ class EpochTotals:
 @dataclass(frozen=True)
 class StepSettings:
     normalizer: Normalizer
-    bf16: bool = False
+    precision: str = "fp32"  # "fp32", or autocast to "bf16" / "fp16" (cnnlab.fastpath)
     channels_last: bool = False
     max_nonfinite_steps: int = 5
 
 
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def prepare(images: torch.Tensor, settings: StepSettings) -> torch.Tensor:
@@ -61,12 +62,16 @@ def train_one_epoch(
     totals: EpochTotals,
     should_stop: Callable[[], bool] = lambda: False,
     after_step: Callable[[EpochTotals, int], None] = lambda totals, images: None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
-    """One pass over `batches`; returns the epoch's mean loss and accuracy so far."""
+    """One pass over `batches`; returns the epoch's mean loss and accuracy so far.
+
+    `scaler` (float16 autocast only) scales the loss so small gradients survive float16.
+    """
     model.train()
     for images, labels in batches:
         x = prepare(images, settings)
-        with autocast(x.device, settings.bf16):
+        with autocast(x.device, settings.precision):
             logits = model(x)
         loss = loss_fn(logits.float(), labels)  # the loss is always computed in float32
         if not torch.isfinite(loss):
@@ -83,8 +88,13 @@ def train_one_epoch(
         else:
             totals.consecutive_nonfinite = 0
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)  # skipped by the scaler if the gradients overflowed
+                scaler.update()
             scheduler.step()
             totals.loss_sum += loss.item() * len(labels)
             totals.correct += int((logits.argmax(1) == labels).sum())
@@ -113,7 +123,7 @@ def predict_logits(
     outputs = []
     for batch in sequential_batches(images, batch_size):
         x = prepare(batch, settings)
-        with autocast(x.device, settings.bf16):
+        with autocast(x.device, settings.precision):
             outputs.append(model(x).float().cpu())
     if not outputs:
         return torch.empty(0, 0)

@@ -30,8 +30,10 @@ from cnnlab.data.rundata import describe_counts, load_options, make_record, sele
 from cnnlab.data.sources import load_dataset
 from cnnlab.environment import machine_description, resolve_device
 from cnnlab.errors import CnnlabError, ConfigError, TrainingAborted
+from cnnlab.fastpath import FastPath, choose_fast_path
 from cnnlab.fileio import append_jsonl, atomic_write_json, read_jsonl
 from cnnlab.models import ModelSpec, build_model, resolve_model_argument
+from cnnlab.recipes import RECIPES
 from cnnlab.rundir import RunDir
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig
@@ -86,8 +88,7 @@ def train(
     stream = stream or sys.stderr
     stop = stop or StopFlag()
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    fast = choose_fast_path(device, config.precision, config.channels_last, config.threads)
     torch.manual_seed(config.seed)
 
     if resume:
@@ -114,7 +115,7 @@ def train(
             "folder a val/ split)."
         )
     model = build_model(spec).to(device)
-    if config.channels_last:
+    if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = num_batches(len(train_split.labels), config.batch_size)
     optimizer = build_optimizer(config, model)
@@ -124,22 +125,23 @@ def train(
         normalizer=Normalizer(
             tuple(record["normalization"]["mean"]), tuple(record["normalization"]["std"])
         ),
-        bf16=config.precision == "bf16",
-        channels_last=config.channels_last,
+        precision=fast.precision,
+        channels_last=fast.channels_last,
         max_nonfinite_steps=config.max_nonfinite_steps,
     )
+    scaler = torch.amp.GradScaler(device.type) if fast.needs_grad_scaler else None
 
     state = RunState()
     if resume:
-        state = _restore(run, model, optimizer, scheduler)
+        state = _restore(run, model, optimizer, scheduler, scaler)
     else:
         run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run.config, _config_record(config, device, augmentation.to_dict()))
+        atomic_write_json(run.config, _config_record(config, fast, augmentation.to_dict()))
         atomic_write_json(run.dataset, record)
         atomic_write_json(run.model, spec.to_dict())
 
     progress = Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress)
-    _announce(progress, config, record, model, device, state, resume)
+    _announce(progress, config, record, model, fast, state, resume)
     if augmentation.enabled:
         shown = ", ".join(f"{k}={v}" for k, v in augmentation.to_dict().items() if v)
         progress.message(f"augmentation: {shown}")
@@ -156,6 +158,7 @@ def train(
         training_state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler else None,
             "rng": _rng_state(device),
             "epoch": state.epoch,
             "next_batch": state.next_batch,
@@ -210,7 +213,7 @@ def train(
 
             train_one_epoch(
                 model, batches, optimizer, scheduler, loss_fn, settings, state.totals,
-                should_stop=stop, after_step=after_step,
+                should_stop=stop, after_step=after_step, scaler=scaler,
             )  # fmt: skip
             if state.next_batch < steps_per_epoch:  # stopped mid-epoch by a signal
                 status = "interrupted"
@@ -289,13 +292,15 @@ def _loss_function(config: TrainConfig, record: dict[str, Any], device: torch.de
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
 
-def _restore(run: RunDir, model: nn.Module, optimizer, scheduler) -> RunState:
+def _restore(run: RunDir, model: nn.Module, optimizer, scheduler, scaler) -> RunState:
     checkpoint = ckpt.latest_checkpoint(run.checkpoints)
     ckpt.apply_weights(model, checkpoint)
     saved = checkpoint.state or {}
     try:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         _set_rng_state(saved["rng"])
         state = RunState(
             epoch=int(saved["epoch"]),
@@ -387,7 +392,9 @@ def _format_row(row: dict[str, Any], epochs: int) -> str:
     return text + f"  {ips or 0:,.0f} img/s  {format_duration(row['epoch_seconds'])}"
 
 
-def _announce(progress, config, record, model, device, state: RunState, resume: bool) -> None:
+def _announce(
+    progress, config, record, model, fast: FastPath, state: RunState, resume: bool
+) -> None:
     parameters = sum(p.numel() for p in model.parameters())
     progress.message(
         f"data {record['source']} ({record['location']}): {record['num_classes']} classes, "
@@ -399,11 +406,12 @@ def _announce(progress, config, record, model, device, state: RunState, resume: 
         progress.message(f"skipped {len(skipped)} file(s) or folder(s), listed in dataset.json")
     if config.sampler == "balanced":
         progress.message("sampler: balanced (every class drawn equally often)")
-    progress.message(
-        f"model {config.model}: {parameters:,} parameters | device {device}, precision "
-        f"{config.precision}, {'channels_last' if config.channels_last else 'NCHW'}, "
-        f"{torch.get_num_threads()} threads"
-    )
+    if config.recipe != "none":
+        progress.message(
+            f"recipe {config.recipe}: {RECIPES[config.recipe].summary} (flags override it)"
+        )
+    progress.message(f"model {config.model}: {parameters:,} parameters")
+    progress.message(fast.describe())
     if resume:
         progress.message(
             f"resuming at epoch {state.epoch + 1}, batch {state.next_batch}, "
@@ -412,17 +420,18 @@ def _announce(progress, config, record, model, device, state: RunState, resume: 
 
 
 def _config_record(
-    config: TrainConfig, device: torch.device, augmentation: dict[str, Any]
+    config: TrainConfig, fast: FastPath, augmentation: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "train": config.to_dict(),
         "resolved": {
             "learning_rate": config.resolved_learning_rate,
-            "device": str(device),
+            "device": str(fast.device),
+            "fast_path": fast.to_dict(),
             "augmentation": augmentation,
         },
         "seed": config.seed,
-        "machine": machine_description(device),
+        "machine": machine_description(fast.device),
         "command": sys.argv,
         "created": _now(),
     }

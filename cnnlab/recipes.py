@@ -1,0 +1,119 @@
+"""Recipes: per-data-set training defaults that reach good accuracy fast without tuning.
+
+A recipe is a set of `cnnlab train` settings. With `--recipe auto` (the default) a named data set
+gets its own recipe; a folder gets none (the plain defaults) unless one is named, e.g. `--recipe
+cifar10` for a folder copy of CIFAR-10. Precedence, lowest first: TrainConfig's defaults, the
+recipe, a `--config` TOML file, flags on the command line. The resolved name is recorded in
+config.json, so `--resume` and a rerun use the same settings.
+
+Every recipe was chosen on the validation split (never the test split) and measured end to end
+with `benchmarks/speed.py`; the numbers in `measured` are in BENCHMARKS.md with the commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    summary: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    measured: str = ""  # what it reached, where (a line of BENCHMARKS.md)
+
+
+# A conv-BN-ReLU-pool pyramid sized for 28x28 grey images: ~1.9 M multiply-accumulates per image,
+# so 2 CPU cores train it at ~4,000-5,000 images/s (batch 128, fp32, channels_last).
+MNIST_NET = (
+    "[conv16 -> bn -> relu -> maxpool2] -> [conv32 -> bn -> relu -> maxpool2] -> "
+    "conv64 -> bn -> relu -> maxpool2 -> flatten -> fc"
+)
+
+# The same with a second 3x3 conv at 7x7: ~3.7 M multiply-accumulates, ~3,000-4,000 images/s.
+FASHION_NET = MNIST_NET.replace(
+    "conv64 -> bn -> relu -> maxpool2", "conv64 -> bn -> relu -> conv64 -> bn -> relu -> maxpool2"
+)
+
+# After airbench (Keller Jordan, 2024: a 2x2 patch stem, then blocks of conv -> pool -> BN -> GELU
+# -> conv -> BN -> GELU, global max pooling), narrowed to widths 32-64-128 so that 2 CPU cores
+# train it at ~500 images/s; ~27 M multiply-accumulates per 32x32 image.
+CIFAR_NET = (
+    "conv24x2p0 -> bn -> gelu -> "
+    + " -> ".join(
+        f"conv{w} -> maxpool2 -> bn -> gelu -> conv{w} -> bn -> gelu" for w in (32, 64, 128)
+    )
+    + " -> gmp -> fc"
+)
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(
+            "none",
+            "no recipe: TrainConfig's plain defaults (small-cnn, 10 epochs, SGD one-cycle)",
+        ),
+        Recipe(
+            "mnist",
+            "a 1.9 M-MAC conv-BN pyramid, 4 epochs of batch 128, SGD one-cycle to 0.1, shifts",
+            {"model": MNIST_NET, "epochs": 4, "batch_size": 128, "learning_rate": 0.1},
+        ),
+        Recipe(
+            "fashion-mnist",
+            "the MNIST network with a second conv64, 9 epochs of batch 128, SGD one-cycle to 0.1, "
+            "label smoothing 0.1, flips and 2-pixel shifts",
+            {
+                "model": FASHION_NET,
+                "epochs": 9,
+                "batch_size": 128,
+                "learning_rate": 0.1,
+                "label_smoothing": 0.1,
+                "augment": True,
+                "hflip": 0.5,
+                "crop_padding": 2,
+            },
+        ),
+        Recipe(
+            "cifar10",
+            "a narrow airbench-style network, 13 epochs of batch 256, SGD one-cycle to 0.1, "
+            "label smoothing 0.2, flips and 2-pixel shifts",
+            {
+                "model": CIFAR_NET,
+                "epochs": 13,
+                "batch_size": 256,
+                "learning_rate": 0.1,
+                "label_smoothing": 0.2,
+                "augment": True,
+                "hflip": 0.5,
+                "crop_padding": 2,
+            },
+        ),
+    )
+}
+
+
+def recipe_names() -> tuple[str, ...]:
+    return ("auto", *RECIPES)
+
+
+def resolve_recipe(name: str, data: str) -> Recipe:
+    """The recipe `name` stands for; "auto" picks the data set's own one, or "none"."""
+    if name == "auto":
+        return RECIPES.get(data, RECIPES["none"])
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ConfigError(
+            f"--recipe {name!r} is unknown: choose one of {', '.join(recipe_names())} "
+            "(`cnnlab recipes` lists them)."
+        ) from None
+
+
+def apply_recipe(values: dict[str, Any], default_data: str) -> dict[str, Any]:
+    """Settings with the recipe's values beneath the given ones, and the recipe's name resolved
+    ("auto" when none is given)."""
+    recipe = resolve_recipe(values.get("recipe", "auto"), values.get("data", default_data))
+    return {**recipe.settings, **values, "recipe": recipe.name}
