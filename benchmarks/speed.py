@@ -389,6 +389,16 @@ def markdown(results: dict) -> str:
         f".venv/bin/python benchmarks/speed.py {results['argv']}`.",
         "",
     ]
+    reused = [
+        key for key, part in results.items() if isinstance(part, dict) and "reused_from" in part
+    ]
+    if reused:
+        source = results[reused[0]]["reused_from"]
+        lines += [
+            f"Parts kept from the earlier run `benchmarks/results/{source}` (same machine): "
+            f"{', '.join(reused)}.",
+            "",
+        ]
     t = results.get("throughput")
     if t:
         base = t["baseline"]
@@ -463,14 +473,14 @@ def markdown(results: dict) -> str:
                 f" | {min(rates):,.0f}-{max(rates):,.0f} | {row['peak_rss_mib']} MiB |"
             )
         thresholds = part.get("time_to_threshold")
-        if thresholds:
-            lines += [
-                "",
-                "| threshold | baseline recipe | cnnlab (median) | ratio |",
-                "|---|---|---|---|",
-            ]
+        if thresholds and key == "mnist":
+            lines += ["", "| test accuracy reached | baseline recipe | cnnlab (median) | ratio |",
+                      "|---|---|---|---|"]  # fmt: skip
             for name, row in thresholds.items():
                 lines.append(f"| {name} | {row['baseline']} | {row['cnnlab']} | {row['ratio']} |")
+        elif thresholds:
+            shown = ", ".join(f"{name}: {row['cnnlab']}" for name, row in thresholds.items())
+            lines += ["", f"Time to test accuracy (median): {shown}."]
         lines.append("")
     return "\n".join(lines)
 
@@ -523,25 +533,47 @@ def main() -> None:
         choices=["throughput", "mnist", "fashion", "cifar10"],
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--baseline-epochs", type=int, default=2)
+    parser.add_argument(
+        "--baseline-epochs",
+        type=int,
+        default=3,
+        help="epochs of the baseline recipe (0 with --reuse: keep the earlier run's)",
+    )
     parser.add_argument("--batches", type=int, default=200, help="train batches of 64 timed")
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cnnlab-speed"
     )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="a results JSON of an earlier run on this machine: its parts not run now (the "
+        "baseline recipe's epochs included) are kept, and marked as reused in the report",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="only rewrite the BENCHMARKS.md block from a results JSON"
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     if args.worker:
         print(json.dumps(WORKERS[args.worker[0]](args.worker[1:])))
         return
+    if args.report:
+        write_benchmarks_md(markdown(json.loads(args.report.read_text())))
+        return
     data_dir = Path(os.environ.get("CNNLAB_DATA", "../shared/datasets")).resolve()
     results = {"machine": machine(), "argv": " ".join(sys.argv[1:])}
     print(f"machine: {results['machine']}", flush=True)
     if "throughput" in args.parts:
         results["throughput"] = part_throughput(args)
+    earlier = json.loads(args.reuse.read_text()) if args.reuse else {}
+    for key in ("throughput", "baseline", "mnist", "fashion", "cifar10"):
+        if key in earlier and (key == "baseline" or key not in args.parts):
+            results[key] = {**earlier[key], "reused_from": args.reuse.name}
     if "mnist" in args.parts:
-        results["baseline"] = part_baseline(args)
+        if "baseline" not in results or args.baseline_epochs:
+            results["baseline"] = part_baseline(args)
         runs = cnnlab_runs("mnist", "mnist", [], args)
         results["mnist"] = {
             "runs": runs,

@@ -1,7 +1,8 @@
 """Recipes: per-data-set training defaults that reach good accuracy fast without tuning.
 
-A recipe is a set of `cnnlab train` settings. With `--recipe auto` (the default) a named data set
-gets its own recipe; a folder gets none (the plain defaults) unless one is named, e.g. `--recipe
+A recipe is a set of `cnnlab train` settings. With `--recipe auto` (the default of the command
+line and of `TrainConfig.from_dict`; the plain constructor applies none) a named data set gets its
+own recipe; a folder gets none (the plain defaults) unless one is named, e.g. `--recipe
 cifar10` for a folder copy of CIFAR-10. Precedence, lowest first: TrainConfig's defaults, the
 recipe, a `--config` TOML file, flags on the command line. The resolved name is recorded in
 config.json, so `--resume` and a rerun use the same settings.
@@ -42,7 +43,7 @@ FASHION_NET = MNIST_NET.replace(
 
 # After airbench (Keller Jordan, 2024: a 2x2 patch stem, then blocks of conv -> pool -> BN -> GELU
 # -> conv -> BN -> GELU, global max pooling), narrowed to widths 32-64-128 so that 2 CPU cores
-# train it at ~500 images/s; ~27 M multiply-accumulates per 32x32 image.
+# train it at ~900 images/s; ~27 M multiply-accumulates per 32x32 image.
 CIFAR_NET = (
     "conv24x2p0 -> bn -> gelu -> "
     + " -> ".join(
@@ -60,17 +61,19 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "mnist",
-            "a 1.9 M-MAC conv-pool-BN pyramid, 4 epochs of batch 128, SGD one-cycle to 0.1, "
+            "a 1.9 M-MAC conv-pool-BN pyramid, 5 epochs of batch 128, SGD one-cycle to 0.1, "
             "2-pixel shifts",
-            {"model": MNIST_NET, "epochs": 4, "batch_size": 128, "learning_rate": 0.1},
+            {"model": MNIST_NET, "epochs": 5, "batch_size": 128, "learning_rate": 0.1},
+            "99.34% test accuracy in 55 s from the command's start (median of 3 seeds, 2 AVX2 "
+            "cores, fp32)",
         ),
         Recipe(
             "fashion-mnist",
-            "the MNIST network with a second conv64, 9 epochs of batch 128, SGD one-cycle to 0.1, "
+            "the MNIST network with a second conv64, 10 epochs of batch 128, SGD one-cycle to 0.1, "
             "label smoothing 0.1, flips and 2-pixel shifts",
             {
                 "model": FASHION_NET,
-                "epochs": 9,
+                "epochs": 10,
                 "batch_size": 128,
                 "learning_rate": 0.1,
                 "label_smoothing": 0.1,
@@ -78,14 +81,16 @@ RECIPES: dict[str, Recipe] = {
                 "hflip": 0.5,
                 "crop_padding": 2,
             },
+            "91.68% test accuracy in 155 s from the command's start (median of 3 seeds, 2 AVX2 "
+            "cores, fp32)",
         ),
         Recipe(
             "cifar10",
-            "a narrow airbench-style network, 13 epochs of batch 256, SGD one-cycle to 0.1, "
+            "a narrow airbench-style network, 21 epochs of batch 256, SGD one-cycle to 0.1, "
             "label smoothing 0.2, flips and 2-pixel shifts",
             {
                 "model": CIFAR_NET,
-                "epochs": 13,
+                "epochs": 21,
                 "batch_size": 256,
                 "learning_rate": 0.1,
                 "label_smoothing": 0.2,
@@ -93,6 +98,8 @@ RECIPES: dict[str, Recipe] = {
                 "hflip": 0.5,
                 "crop_padding": 2,
             },
+            "84.70% test accuracy in 1,114 s from the command's start on the JPEG folder copy "
+            "(seed 0, 2 AVX2 cores, fp32)",
         ),
     )
 }
