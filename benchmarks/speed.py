@@ -393,10 +393,9 @@ def markdown(results: dict) -> str:
         key for key, part in results.items() if isinstance(part, dict) and "reused_from" in part
     ]
     if reused:
-        source = results[reused[0]]["reused_from"]
+        kept = ", ".join(f"{key} from `{results[key]['reused_from']}`" for key in reused)
         lines += [
-            f"Parts kept from the earlier run `benchmarks/results/{source}` (same machine): "
-            f"{', '.join(reused)}.",
+            f"Parts kept from earlier runs on this machine (benchmarks/results/): {kept}.",
             "",
         ]
     t = results.get("throughput")
@@ -570,7 +569,8 @@ def main() -> None:
     earlier = json.loads(args.reuse.read_text()) if args.reuse else {}
     for key in ("throughput", "baseline", "mnist", "fashion", "cifar10"):
         if key in earlier and (key == "baseline" or key not in args.parts):
-            results[key] = {**earlier[key], "reused_from": args.reuse.name}
+            source = earlier[key].get("reused_from", args.reuse.name)  # where it was measured
+            results[key] = {**earlier[key], "reused_from": source}
     if "mnist" in args.parts:
         if "baseline" not in results or args.baseline_epochs:
             results["baseline"] = part_baseline(args)
