@@ -17,7 +17,6 @@ float32 in every mode. Each choice is shown at the start of training and can be 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import torch
 from cnnlab.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
 
 
 @dataclass(frozen=True)
@@ -41,16 +40,12 @@ class FastPath:
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        return _DTYPES.get(self.precision)
+        return AUTOCAST_DTYPES.get(self.precision)
 
     @property
     def needs_grad_scaler(self) -> bool:
         """float16 gradients underflow without loss scaling; bfloat16 has float32's range."""
         return self.precision == "fp16"
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        dtype = self.autocast_dtype
-        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=bool(dtype))
 
     def describe(self) -> str:
         layout = "channels_last" if self.channels_last else "NCHW (channels_last off)"

@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.data.loader import Normalizer, sequential_batches
 from cnnlab.errors import TrainingAborted
+from cnnlab.fastpath import AUTOCAST_DTYPES
 
 
 @dataclass
@@ -41,7 +42,7 @@ class StepSettings:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = AUTOCAST_DTYPES.get(precision)
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
