@@ -141,8 +141,9 @@ def worker_throughput_cnnlab(batches: int, batch_size: int) -> dict:
     from mnist_baseline import ExampleNet
 
     from cnnlab.data.loader import Normalizer, epoch_order, train_batches
-    from cnnlab.fastpath import choose_fast_path
-    from cnnlab.training.loop import EpochTotals, StepSettings, predict_logits, train_one_epoch
+    from cnnlab.runtime.fastpath import choose_fast_path
+    from cnnlab.runtime.predict import StepSettings, predict_logits
+    from cnnlab.training.loop import EpochTotals, train_one_epoch
 
     torch.manual_seed(1)
     data = _mnist()
@@ -181,9 +182,9 @@ def worker_inference(model_name: str) -> dict:
     import torch
 
     from cnnlab.data.loader import Normalizer
-    from cnnlab.fastpath import choose_fast_path
     from cnnlab.models import ModelSpec, build_model, resolve_model_argument
-    from cnnlab.training.loop import StepSettings, predict_logits
+    from cnnlab.runtime.fastpath import choose_fast_path
+    from cnnlab.runtime.predict import StepSettings, predict_logits
 
     data = _mnist()
     name, options = resolve_model_argument(model_name, {})
@@ -216,7 +217,7 @@ def _onnx_rate(model, data, normalizer) -> dict:
     import torch
 
     try:
-        from cnnlab.onnx_runtime import OnnxClassifier
+        from cnnlab.inference.onnx import OnnxClassifier
     except ImportError as error:
         return {"onnxruntime": f"unavailable ({error})"}
     with tempfile.TemporaryDirectory() as folder:
@@ -359,7 +360,7 @@ def extract_cifar(workdir: Path, data_dir: Path) -> Path:
 def machine() -> dict:
     import torch
 
-    from cnnlab.fastpath import cpu_description
+    from cnnlab.runtime.fastpath import cpu_description
 
     model_name = platform.processor()
     try:

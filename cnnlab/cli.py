@@ -172,7 +172,7 @@ def _train(args: argparse.Namespace) -> int:
     if "model_options" in given:
         given["model_options"] = dict(parse_model_option(t) for t in given["model_options"])
     if args.resume:
-        from cnnlab.rundir import RunDir
+        from cnnlab.run.paths import RunDir
 
         not_allowed = sorted(set(given) - {"data_dir", "device", "threads"})
         if not_allowed or args.config or args.out:

@@ -19,7 +19,8 @@ from cnnlab.data.augment import (
     resolve_augmentation,
 )
 from cnnlab.data.loader import Normalizer, balanced_epoch_order
-from cnnlab.training.loop import StepSettings, evaluate
+from cnnlab.runtime.predict import StepSettings
+from cnnlab.training.loop import evaluate
 
 
 def images(batch=6, bands=3, height=8, width=10, seed=0) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from cnnlab.cli import build_parser, main
 from cnnlab.data import load_dataset, save_image_file
-from cnnlab.training import checkpoint as ckpt
+from cnnlab.run import checkpoints as ckpt
 
 TINY = [
     "--data",

@@ -32,7 +32,7 @@ from cnnlab.explain.neurons import (
 from cnnlab.explain.projection import pca, procrustes_align, project_layers
 from cnnlab.explain.separability import chance_levels, depth_trend, separability
 from cnnlab.models.base import ClassifierModel
-from cnnlab.training.loop import StepSettings
+from cnnlab.runtime.predict import StepSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from cnnlab import fastpath
 from cnnlab.errors import ConfigError
 from cnnlab.inference import evaluate_run
 from cnnlab.recipes import RECIPES, apply_recipe, resolve_recipe
+from cnnlab.runtime import fastpath
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.run import train
 
@@ -86,7 +86,7 @@ def test_fast_path_accuracy_matches_fp32_within_noise(
 
 
 def test_fp16_runs_keep_their_loss_scale_in_the_checkpoint(tmp_path):
-    from cnnlab.training import checkpoint as ckpt
+    from cnnlab.run import checkpoints as ckpt
 
     train(_digits(precision="fp16", epochs=1), tmp_path / "run", show_progress=False)
     state = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints").state

@@ -12,15 +12,15 @@ from cnnlab.data import load_dataset, save_image_file
 from cnnlab.data.rundata import load_run_split
 from cnnlab.errors import CnnlabError
 from cnnlab.inference import evaluate_run, load_run
-from cnnlab.onnx_runtime import (
+from cnnlab.inference.onnx import (
     OnnxClassifier,
     default_export_path,
     export_onnx,
     export_record_path,
 )
-from cnnlab.training import checkpoint as ckpt
+from cnnlab.run import checkpoints as ckpt
+from cnnlab.runtime.predict import predict_logits
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.loop import predict_logits
 from cnnlab.training.run import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

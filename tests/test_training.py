@@ -10,10 +10,11 @@ from cnnlab.data.loader import Normalizer
 from cnnlab.errors import ConfigError, TrainingAborted
 from cnnlab.fileio import read_jsonl
 from cnnlab.models import ModelSpec, build_model
-from cnnlab.training import checkpoint as ckpt
+from cnnlab.run import checkpoints as ckpt
+from cnnlab.runtime.predict import StepSettings
 from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
 from cnnlab.training.interrupt import StopFlag
-from cnnlab.training.loop import EpochTotals, StepSettings, train_one_epoch
+from cnnlab.training.loop import EpochTotals, train_one_epoch
 from cnnlab.training.optim import build_optimizer, build_scheduler
 from cnnlab.training.run import train
 
@@ -148,7 +149,7 @@ def test_nonfinite_loss_skips_the_step_then_aborts():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    settings = StepSettings(Normalizer((0.5,), (0.5,)), max_nonfinite_steps=3)
+    settings = StepSettings(Normalizer((0.5,), (0.5,)))
     images = torch.randint(0, 255, (4, 1, 2, 2), dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2, 0])
     calls = []
@@ -167,8 +168,9 @@ def test_nonfinite_loss_skips_the_step_then_aborts():
     assert totals.consecutive_nonfinite == 0 and totals.seen == 4
     with pytest.raises(TrainingAborted, match="3 consecutive steps"):
         train_one_epoch(
-            model, [(images, labels)] * 5, optimizer, scheduler, loss_fn, settings, totals
-        )
+            model, [(images, labels)] * 5, optimizer, scheduler, loss_fn, settings, totals,
+            max_nonfinite_steps=3,
+        )  # fmt: skip
 
 
 def test_diverging_run_aborts_and_never_saves_nonfinite_weights(tmp_path, tiny_config):
@@ -280,8 +282,8 @@ class FakeStream:
 
 @pytest.mark.parametrize("tty", [True, False])
 def test_progress_redraws_on_a_terminal_and_prints_plain_lines_otherwise(tty, monkeypatch):
-    from cnnlab.training import progress as progress_module
-    from cnnlab.training.progress import Progress
+    from cnnlab.runtime import progress as progress_module
+    from cnnlab.runtime.progress import Progress
 
     clock = iter(range(100))  # one second per call
     monkeypatch.setattr(progress_module.time, "perf_counter", lambda: float(next(clock)))

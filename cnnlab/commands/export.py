@@ -1,4 +1,4 @@
-"""`cnnlab export RUN`: write a run's model as ONNX for ONNX Runtime (cnnlab.onnx_runtime).
+"""`cnnlab export RUN`: write a run's model as ONNX for ONNX Runtime (cnnlab.inference.onnx).
 
 The export is also made on demand by `cnnlab evaluate/predict --runtime onnx`; this command makes
 it explicit, for serving the model outside cnnlab.
@@ -49,7 +49,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.onnx_runtime import export_onnx, export_record_path
+    from cnnlab.inference.onnx import export_onnx, export_record_path
 
     path = export_onnx(args.run, args.which, args.out, force=args.force)
     record = json.loads(export_record_path(path).read_text(encoding="utf-8"))

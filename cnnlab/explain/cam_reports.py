@@ -18,7 +18,7 @@ from cnnlab.explain.galleries import overlay, plot_tile_rows, to_rgb
 from cnnlab.explain.image_reports import layer_outputs
 from cnnlab.explain.plots import new_figure, save_figure
 from cnnlab.fileio import atomic_write_json
-from cnnlab.training.loop import StepSettings, predict_logits, prepare
+from cnnlab.runtime.predict import StepSettings, predict_logits, prepare
 
 MAX_CONFUSION_CELLS = 10
 TOP_LOSSES = 12

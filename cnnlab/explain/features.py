@@ -16,7 +16,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.hooks import INPUT, LAST_HIDDEN, classifier_name, hooks_attached
-from cnnlab.training.loop import StepSettings, autocast, prepare
+from cnnlab.runtime.predict import StepSettings, autocast, prepare
 
 POOLINGS = ("flatten", "gap")
 

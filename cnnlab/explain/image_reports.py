@@ -26,7 +26,7 @@ from cnnlab.explain.hooks import (
     hooks_attached,
 )
 from cnnlab.fileio import atomic_write_json
-from cnnlab.training.loop import prepare
+from cnnlab.runtime.predict import prepare
 
 
 def layer_outputs(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:

@@ -27,8 +27,8 @@ from cnnlab.explain.features import (
 from cnnlab.explain.hooks import LAST_HIDDEN
 from cnnlab.explain.projection import PROJECTIONS, project_layers
 from cnnlab.fileio import atomic_write_json
-from cnnlab.training.loop import StepSettings
-from cnnlab.training.progress import Progress, format_duration
+from cnnlab.runtime.predict import StepSettings
+from cnnlab.runtime.progress import Progress, format_duration
 
 WHAT = ("features", "separability", "neurons", "activations", "filters", "cam")
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from cnnlab.training.progress import Progress
+from cnnlab.runtime.progress import Progress
 
 
 class StopFlag:

@@ -7,7 +7,6 @@ so an interrupted epoch continues with the same numbers.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
@@ -15,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data.loader import Normalizer, sequential_batches
 from cnnlab.errors import TrainingAborted
-from cnnlab.fastpath import AUTOCAST_DTYPES
+from cnnlab.runtime.predict import StepSettings, autocast, predict_logits, prepare
 
 
 @dataclass
@@ -33,26 +31,6 @@ class EpochTotals:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class StepSettings:
-    normalizer: Normalizer
-    precision: str = "fp32"  # "fp32", or autocast to "bf16" / "fp16" (cnnlab.fastpath)
-    channels_last: bool = False
-    max_nonfinite_steps: int = 5
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    dtype = AUTOCAST_DTYPES.get(precision)
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
-def prepare(images: torch.Tensor, settings: StepSettings) -> torch.Tensor:
-    x = settings.normalizer(images)  # [B, C, H, W] float32
-    if settings.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -64,6 +42,7 @@ def train_one_epoch(
     should_stop: Callable[[], bool] = lambda: False,
     after_step: Callable[[EpochTotals, int], None] = lambda totals, images: None,
     scaler: torch.amp.GradScaler | None = None,
+    max_nonfinite_steps: int = 5,
 ) -> dict[str, float]:
     """One pass over `batches`; returns the epoch's mean loss and accuracy so far.
 
@@ -79,7 +58,7 @@ def train_one_epoch(
             totals.skipped_steps += 1
             totals.consecutive_nonfinite += 1
             optimizer.zero_grad(set_to_none=True)
-            if totals.consecutive_nonfinite >= settings.max_nonfinite_steps:
+            if totals.consecutive_nonfinite >= max_nonfinite_steps:
                 raise TrainingAborted(
                     f"The loss was not finite (NaN or infinity) in {totals.consecutive_nonfinite} "
                     "consecutive steps; each was skipped and training has stopped. The weights "
@@ -110,25 +89,6 @@ def train_one_epoch(
 def epoch_summary(totals: EpochTotals) -> dict[str, float]:
     seen = max(totals.seen, 1)
     return {"train_loss": totals.loss_sum / seen, "train_accuracy": totals.correct / seen}
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    settings: StepSettings,
-    batch_size: int = 1024,
-) -> torch.Tensor:
-    """Logits [N, K] in float32 on the CPU for uint8 images [N, C, H, W] (on the model's device)."""
-    model.eval()
-    outputs = []
-    for batch in sequential_batches(images, batch_size):
-        x = prepare(batch, settings)
-        with autocast(x.device, settings.precision):
-            outputs.append(model(x).float().cpu())
-    if not outputs:
-        return torch.empty(0, 0)
-    return torch.cat(outputs)
 
 
 def evaluate(

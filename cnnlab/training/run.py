@@ -28,19 +28,20 @@ from cnnlab.data.loader import (
 )
 from cnnlab.data.rundata import describe_counts, load_options, make_record, select_split
 from cnnlab.data.sources import load_dataset
-from cnnlab.environment import machine_description, resolve_device
 from cnnlab.errors import CnnlabError, ConfigError, TrainingAborted
-from cnnlab.fastpath import FastPath, choose_fast_path
 from cnnlab.fileio import append_jsonl, atomic_write_json, read_jsonl
 from cnnlab.models import ModelSpec, build_model, resolve_model_argument
 from cnnlab.recipes import RECIPES
-from cnnlab.rundir import RunDir
-from cnnlab.training import checkpoint as ckpt
+from cnnlab.run import checkpoints as ckpt
+from cnnlab.run.paths import RunDir
+from cnnlab.runtime.device import machine_description, resolve_device
+from cnnlab.runtime.fastpath import FastPath, choose_fast_path
+from cnnlab.runtime.predict import StepSettings
+from cnnlab.runtime.progress import Progress, format_duration
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.interrupt import StopFlag, stop_on_signals
-from cnnlab.training.loop import EpochTotals, StepSettings, epoch_summary, evaluate, train_one_epoch
+from cnnlab.training.loop import EpochTotals, epoch_summary, evaluate, train_one_epoch
 from cnnlab.training.optim import build_optimizer, build_scheduler
-from cnnlab.training.progress import Progress, format_duration
 
 
 @dataclass
@@ -127,7 +128,6 @@ def train(
         ),
         precision=fast.precision,
         channels_last=fast.channels_last,
-        max_nonfinite_steps=config.max_nonfinite_steps,
     )
     scaler = torch.amp.GradScaler(device.type) if fast.needs_grad_scaler else None
 
@@ -214,6 +214,7 @@ def train(
             train_one_epoch(
                 model, batches, optimizer, scheduler, loss_fn, settings, state.totals,
                 should_stop=stop, after_step=after_step, scaler=scaler,
+                max_nonfinite_steps=config.max_nonfinite_steps,
             )  # fmt: skip
             if state.next_batch < steps_per_epoch:  # stopped mid-epoch by a signal
                 status = "interrupted"

@@ -19,10 +19,10 @@ import torch
 
 from cnnlab.data.loader import Normalizer, sequential_batches
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.fastpath import available_cores
 from cnnlab.fileio import atomic_write_json, atomic_writer
 from cnnlab.inference import LoadedRun, load_run
-from cnnlab.training.loop import predict_logits
+from cnnlab.runtime.fastpath import available_cores
+from cnnlab.runtime.predict import predict_logits
 
 FORMAT = "cnnlab-onnx-1"
 OPSET = 17

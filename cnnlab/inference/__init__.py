@@ -17,19 +17,19 @@ from torch import nn
 from cnnlab.data.images import load_image_file
 from cnnlab.data.loader import Normalizer
 from cnnlab.data.rundata import load_run_split
-from cnnlab.environment import resolve_device
 from cnnlab.errors import ConfigError
 from cnnlab.evaluation import (
     classification_metrics,
     save_confusion_matrix_png,
     write_predictions_csv,
 )
-from cnnlab.fastpath import choose_fast_path
 from cnnlab.fileio import atomic_write_json
 from cnnlab.models import ModelSpec, build_model
-from cnnlab.rundir import RunDir
-from cnnlab.training import checkpoint as ckpt
-from cnnlab.training.loop import StepSettings, predict_logits
+from cnnlab.run import checkpoints as ckpt
+from cnnlab.run.paths import RunDir
+from cnnlab.runtime.device import resolve_device
+from cnnlab.runtime.fastpath import choose_fast_path
+from cnnlab.runtime.predict import StepSettings, predict_logits
 
 
 @dataclass
@@ -49,7 +49,7 @@ def load_run(
     precision: str = "auto",
     channels_last: bool = True,
 ) -> LoadedRun:
-    """Rebuild a run's model with its weights, on this machine's fast path (cnnlab.fastpath).
+    """Rebuild a run's model with its weights, on this machine's fast path (cnnlab.runtime.fastpath).
 
     The precision is this machine's choice, not the training run's: a network trained in bf16
     elsewhere is evaluated in fp32 on a CPU without native bf16, and the other way round.
@@ -88,7 +88,7 @@ def load_run_for_runtime(
     """The run and a function (uint8 images, batch size) -> float32 logits [N, K] on the CPU.
 
     "torch" runs the model in PyTorch on `device`; "onnx" runs its ONNX export (made on first
-    use, cnnlab.onnx_runtime) with ONNX Runtime on the CPU, in float32.
+    use, cnnlab.inference.onnx) with ONNX Runtime on the CPU, in float32.
     """
     if runtime == "torch":
         loaded = load_run(run_path, which, device, precision, channels_last)
@@ -100,7 +100,7 @@ def load_run_for_runtime(
 
         return loaded, logits
     if runtime == "onnx":
-        from cnnlab.onnx_runtime import load_onnx_run  # onnxruntime is optional
+        from cnnlab.inference.onnx import load_onnx_run  # onnxruntime is optional
 
         loaded, classifier = load_onnx_run(run_path, which, device)
         return loaded, classifier.predict_logits
