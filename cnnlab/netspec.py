@@ -1,6 +1,6 @@
 """Network specs: cs231n's pattern INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC
 (seed 002) in one line, parsed into frozen dataclasses that round-trip. Torch-free, so the
-command line can show the grammar without importing torch."""
+command line can show the grammar (netspec_grammar.py: help text and tokens) without torch."""
 
 from __future__ import annotations
 
@@ -9,36 +9,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from cnnlab.activation_names import ACTIVATION_NAMES
 from cnnlab.errors import ConfigError
-
-SPEC_GRAMMAR = """\
-network specs: `--model` also takes a whole network in one line, the slides' pattern
-INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC. Layers are joined by ->, a group
-in [ ] (or a single layer) is repeated with *N (N >= 0), case does not matter and a leading
-"input ->" is optional. Layers:
-  conv32x3        32 filters of 3x3 with bias, stride 1, zero padding 1 ("same"); conv32 is
-                  conv32x3; add sS for stride and pP for padding: conv64x5s2p0
-  sep64x3         depthwise-separable conv (Xception): a 3x3 filter per band, then 1x1 to 64
-  res64, res64s2  residual block (ResNet): two 3x3 conv-BN, a shortcut, ReLU
-  se, se8         squeeze-excitation of the maps before it, reduction 16 or 8 (SENet)
-  relu lrelu elu gelu silu tanh sigmoid     activation
-  bn              batch normalisation (of maps, or of a dense layer's outputs)
-  dn, dn5x25      divisive normalisation over a 5x5 adjacency, or one 5 high and 25 wide
-  maxpool2 minpool2 avgpool2
-                  pooling over 2x2 with stride 2; maxpool3s2p1: 3x3, stride 2, padding 1;
-                  pool is maxpool2
-  dropout0.5      dropout with probability 0.5 (dropout alone is dropout0.5)
-  gap gmp flatten global average pooling, global max pooling or flattening: maps -> vector
-                  (flatten is implied before the first fc)
-  fc128           dense layer of 128 units
-  fc              the classifier, sized to the number of classes: every spec ends with it
-examples (in a TOML recipe: model = "..."):
-  "[[conv32 -> relu]*2 -> pool]*3 -> fc"
-  "[conv16x5 -> bn -> relu -> maxpool2]*2 -> flatten -> [fc128 -> relu]*2 -> dropout -> fc"
-  "conv8x5 -> fc"   (one layer of 8 kernels of 5x5x3: 5*5*3*8 + 8 = 608 parameters)
-"""
-
-ACTIVATION_NAMES = ("relu", "lrelu", "elu", "gelu", "silu", "tanh", "sigmoid")
+from cnnlab.netspec_grammar import SPEC_GRAMMAR as SPEC_GRAMMAR  # the CLI's help reads it here
+from cnnlab.netspec_grammar import Token, spec_error, tokenize
 
 
 @dataclass(frozen=True)
@@ -234,10 +208,6 @@ def _stride(stride: int) -> str:
 
 # ---------------------------------------------------------------- parsing
 
-_TOKEN = re.compile(
-    r"(?P<arrow>->|>>|→)|(?P<open>\[)|(?P<close>\])|(?P<star>[*×])|(?P<number>\d+)"
-    r"|(?P<word>[A-Za-z][A-Za-z0-9.]*)|(?P<space>\s+)"
-)
 _NUMBER = r"(\d+)"
 _FLOAT = r"(\d*\.?\d+)"
 # word prefix -> (argument pattern, how to write it, constructor from the match groups)
@@ -294,17 +264,6 @@ def _float(text: str | None) -> float:
 
 
 @dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-    start: int
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.text)
-
-
-@dataclass(frozen=True)
 class _Located:
     """A parsed node with where it was written, so later checks can point at it."""
 
@@ -314,35 +273,13 @@ class _Located:
     children: tuple[_Located, ...] = ()
 
 
-def spec_error(text: str, start: int, end: int, message: str) -> ConfigError:
-    """A ConfigError that shows the spec with a caret under characters start..end."""
-    marker = " " * start + "^" * max(1, end - start)
-    return ConfigError(f"Model spec error at position {start + 1}: {message}\n  {text}\n  {marker}")
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens, position = [], 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if not match:
-            raise spec_error(
-                text, position, position + 1,
-                f"unexpected character {text[position]!r}; a spec is made of layer names, "
-                "->, [ ], and *N.",
-            )  # fmt: skip
-        if match.lastgroup != "space":
-            tokens.append(_Token(match.lastgroup, match.group(), position))
-        position = match.end()
-    return tokens
-
-
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = _tokenize(text)
+        self.tokens = tokenize(text)
         self.index = 0
 
-    def peek(self) -> _Token | None:
+    def peek(self) -> Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
 
     def error_here(self, message: str) -> ConfigError:
@@ -395,7 +332,7 @@ class _Parser:
         return _Located(node, item.start, count.end, body)
 
 
-def _layer(text: str, token: _Token) -> Layer:
+def _layer(text: str, token: Token) -> Layer:
     word = token.text.lower()
     match = re.fullmatch(r"([a-z]+)(.*)", word)
     prefix, arguments = match.group(1), match.group(2)

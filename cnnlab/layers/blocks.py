@@ -4,31 +4,23 @@ depthwise-separable (Chollet, 2017), squeeze-excitation (Hu et al., 2018), class
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, UnknownNameError
 from cnnlab.layers import DivisiveNormalization
+from cnnlab.ops.activations import get_activation
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "lrelu": lambda: nn.LeakyReLU(0.01),
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
 NORMS = ("batch", "divisive", "none")
 
 
 def make_activation(name: str) -> nn.Module:
-    """A fresh activation module; never in-place, so hooks on the layer before see its output."""
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"Unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}.")
-    return ACTIVATIONS[name]()
+    """A fresh module of the activation registered as `name` (cnnlab.ops.ACTIVATIONS); never
+    in-place, so hooks on the layer before see its output. Old spellings warn and work."""
+    try:
+        return get_activation(name, stacklevel=2).module()
+    except UnknownNameError as error:
+        raise ConfigError(str(error)) from None
 
 
 def make_norm(
