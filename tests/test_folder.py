@@ -22,6 +22,7 @@ from cnnlab.data import dataset_info, decode, locate
 from cnnlab.data.folder import LoadOptions, load_folder, parse_image_size, scan_folder
 from cnnlab.data.images import decode_image, load_image_file
 from cnnlab.data.rundata import make_record, select_split
+from cnnlab.run.records import DatasetRecord
 from cnnlab.errors import ConfigError, DataError
 
 
@@ -303,10 +304,10 @@ def test_split_folders_are_used(tmp_path):
     (tmp_path / "s" / "notes").mkdir()
     dataset, _ = load_quietly(tmp_path / "s")
     record = make_record(dataset, val_fraction=0.5, seed=0)
-    assert {name: record["splits"][name]["from"] for name in record["splits"]} == {
+    assert {name: record.splits[name]["from"] for name in record.splits} == {
         "train": "train", "val": "val", "test": "test"}  # fmt: skip
-    assert record["class_counts"] == {"train": [4, 4], "val": [1, 1], "test": [2, 1]}
-    assert record["splits"]["test"]["files"] == ["test/a/000.png", "test/a/001.png",
+    assert record.class_counts == {"train": [4, 4], "val": [1, 1], "test": [2, 1]}
+    assert record.splits["test"]["files"] == ["test/a/000.png", "test/a/001.png",
                                                  "test/b/000.png"]  # fmt: skip
     assert reason_of(dataset, "notes/") == "folder beside train/, val/, test/"
 
@@ -317,16 +318,18 @@ def test_carved_test_split_is_seeded_recorded_and_reselected(tmp_path):
     dataset = load_folder(root)
     first = make_record(dataset, 0.1, seed=1, test_fraction=0.2, split_seed=0)
     other_run_seed = make_record(dataset, 0.1, seed=2, test_fraction=0.2, split_seed=0)
-    test_files = first["splits"]["test"]["files"]
-    assert first["class_counts"]["test"] == [4, 2] and len(test_files) == 6
-    assert other_run_seed["splits"]["test"]["files"] == test_files  # the run seed does not move it
-    assert first["splits"]["val"]["files"] != other_run_seed["splits"]["val"]["files"]
-    all_files = [f for s in ("train", "val", "test") for f in first["splits"][s]["files"]]
+    test_files = first.splits["test"]["files"]
+    assert first.class_counts["test"] == [4, 2] and len(test_files) == 6
+    assert other_run_seed.splits["test"]["files"] == test_files  # the run seed does not move it
+    assert first.splits["val"]["files"] != other_run_seed.splits["val"]["files"]
+    all_files = [f for s in ("train", "val", "test") for f in first.splits[s]["files"]]
     assert sorted(all_files) == sorted(dataset.files["train"])
     # A new file in the folder changes the cache key, but the recorded split stays the same.
     save(root / "a" / "new.png", solid(1))
     again = load_folder(root)
-    split = select_split(again, json.loads(json.dumps(first)), "test")
+    split = select_split(
+        again, DatasetRecord.from_dict(json.loads(json.dumps(first.to_dict()))), "test"
+    )
     assert split.sample_ids == test_files
     expected = torch.tensor([0 if f.startswith("a/") else 1 for f in test_files])
     assert torch.equal(split.labels, expected)

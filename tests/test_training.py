@@ -256,10 +256,12 @@ def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, tiny_config):
 
 
 def test_class_weighted_loss_uses_inverse_frequency(tmp_path, tiny_config):
-    from cnnlab.training.run import _loss_function
+    from types import SimpleNamespace
 
-    record = {"class_counts": {"train": [10, 30, 60]}}
-    loss = _loss_function(tiny_config(class_weighted_loss=True), record, torch.device("cpu"))
+    from cnnlab.training.session import loss_function
+
+    record = SimpleNamespace(class_counts={"train": [10, 30, 60]})
+    loss = loss_function(tiny_config(class_weighted_loss=True), record, torch.device("cpu"))
     assert torch.allclose(loss.weight, torch.tensor([100 / 30, 100 / 90, 100 / 180]))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -17,6 +16,7 @@ from cnnlab.data.folder import LoadOptions
 from cnnlab.data.sources import ImageDataset, load_dataset
 from cnnlab.data.splits import channel_mean_std, stratified_split
 from cnnlab.errors import DataError
+from cnnlab.run.records import DatasetRecord, Normalization
 
 SPLITS = ("train", "val", "test")
 
@@ -60,7 +60,7 @@ def make_record(
     seed: int,
     test_fraction: float = 0.2,
     split_seed: int = 0,
-) -> dict[str, Any]:
+) -> DatasetRecord:
     """Choose the splits and compute statistics on the train split.
 
     A data set without test images (a folder without test/) gets a test split of test_fraction
@@ -97,59 +97,56 @@ def make_record(
             names = dataset.files[source]
             splits[split]["files"] = [names[i] for i in indices.tolist()]
         counts[split] = class_counts(_part(dataset, source)[1][indices], k)
-    record = {
-        "source": dataset.name,
-        "location": dataset.location,
-        "class_names": list(dataset.class_names),
-        "num_classes": k,
-        "channels": dataset.channels,
-        "image_size": list(dataset.image_size),
-        "normalization": {"mean": mean, "std": std, "applied_as": "(x / 255 - mean) / std"},
-        "preprocess": dataset.preprocess
+    return DatasetRecord(
+        source=dataset.name,
+        location=dataset.location,
+        class_names=tuple(dataset.class_names),
+        channels=dataset.channels,
+        image_size=tuple(dataset.image_size),
+        normalization=Normalization(tuple(mean), tuple(std)),
+        preprocess=dataset.preprocess
         or {"resize": "bilinear", "aspect": "stretch", "image_size": list(dataset.image_size)},
-        "split_seed": seed,
-        "val_fraction": val_fraction,
-        "test_split": {"carved_from_train": test_carved, "fraction": test_fraction,
-                       "seed": split_seed} if test_carved else {"carved_from_train": False},
-        "source_checksums": {part: labels_checksum(_part(dataset, part)[1]) for part in parts},
-        "splits": splits,
-        "class_counts": counts,
-    }  # fmt: skip
-    if dataset.files is not None:
-        record["skipped"] = list(dataset.skipped)
-    return record
+        splits=splits,
+        class_counts=counts,
+        split_seed=seed,
+        val_fraction=val_fraction,
+        test_split={"carved_from_train": test_carved, "fraction": test_fraction,
+                    "seed": split_seed} if test_carved else {"carved_from_train": False},
+        source_checksums={part: labels_checksum(_part(dataset, part)[1]) for part in parts},
+        skipped=tuple(dataset.skipped) if dataset.files is not None else None,
+    )  # fmt: skip
 
 
-def load_options(record: dict[str, Any], cache: bool = True) -> LoadOptions | None:
+def load_options(record: DatasetRecord, cache: bool = True) -> LoadOptions | None:
     """How to reload a run's folder: source so its images come out exactly as in training."""
-    if not record["source"].startswith("folder:"):
+    if not record.source.startswith("folder:"):
         return None
-    preprocess = record.get("preprocess", {})
+    preprocess = record.preprocess
     return LoadOptions(
-        image_size=tuple(record["image_size"]),
+        image_size=tuple(record.image_size),
         aspect=preprocess.get("aspect", "pad"),
         channels=preprocess.get("channels_requested"),
         cache=cache,
     )
 
 
-def select_split(dataset: ImageDataset, record: dict[str, Any], split: str) -> SplitData:
+def select_split(dataset: ImageDataset, record: DatasetRecord, split: str) -> SplitData:
     """The images of `split` as recorded, after checking the data is the one trained on."""
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
-    if list(dataset.class_names) != list(record["class_names"]):
+    if list(dataset.class_names) != list(record.class_names):
         raise DataError(
             f"Data set {dataset.name!r} has classes {dataset.class_names}, but the run was trained "
-            f"on {record['class_names']}."
+            f"on {list(record.class_names)}."
         )
-    entry = record["splits"][split]
+    entry = record.splits[split]
     if "files" in entry:
         return _select_files(dataset, entry["files"], split)
     source = entry["from"]
     images, labels = _part(dataset, source)
     if labels is None:
         raise DataError(f"Data set {dataset.name!r} has no {source} part, but the run used one.")
-    expected = record.get("source_checksums", {}).get(source)
+    expected = record.source_checksums.get(source)
     if expected is not None and labels_checksum(labels) != expected:
         raise DataError(
             f"The {source} labels of data set {dataset.name!r} found at {dataset.location} differ "
@@ -208,19 +205,17 @@ def _select_files(dataset: ImageDataset, files: list[str], split: str) -> SplitD
 
 
 def load_run_split(
-    record: dict[str, Any], split: str, data_dir: str | None = None, data: str | None = None
+    record: DatasetRecord, split: str, data_dir: str | None = None, data: str | None = None
 ) -> SplitData:
     """Reload the run's data set (or `data`, a source of the same images); select a split."""
-    dataset = load_dataset(
-        data or record["source"], data_dir=data_dir, options=load_options(record)
-    )
+    dataset = load_dataset(data or record.source, data_dir=data_dir, options=load_options(record))
     return select_split(dataset, record, split)
 
 
-def describe_counts(record: dict[str, Any]) -> str:
+def describe_counts(record: DatasetRecord) -> str:
     """A short table of class counts per split, shown before training."""
-    names = record["class_names"]
-    counts = record["class_counts"]
+    names = record.class_names
+    counts = record.class_counts
     width = max(8, *(len(n) for n in names))
     lines = [f"{'class':<{width}} " + " ".join(f"{s:>7}" for s in SPLITS)]
     for index, name in enumerate(names):

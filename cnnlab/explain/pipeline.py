@@ -27,6 +27,7 @@ from cnnlab.explain.features import (
 from cnnlab.explain.hooks import LAST_HIDDEN
 from cnnlab.explain.projection import PROJECTIONS, project_layers
 from cnnlab.fileio import atomic_write_json
+from cnnlab.run.load import LoadedRun, load_run, model_spec
 from cnnlab.runtime.predict import StepSettings
 from cnnlab.runtime.progress import Progress, format_duration
 
@@ -117,7 +118,7 @@ class Job:
 
     config: ExplainConfig
     report: Reporter
-    loaded: Any  # cnnlab.inference.LoadedRun
+    loaded: LoadedRun
     settings: StepSettings
     split: Any  # cnnlab.data.rundata.SplitData, the whole split
     images: torch.Tensor  # uint8 [N, C, H, W]: the sampled points
@@ -128,11 +129,11 @@ class Job:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.loaded.record["class_names"])
+        return self.loaded.class_names
 
     @property
     def out(self) -> Path:
-        return self.loaded.run.path / "explain" / self.config.split
+        return self.loaded.run.explain(self.config.split)
 
 
 def explain_run(
@@ -210,13 +211,12 @@ def explain_run(
 def _start(run_path: str | Path, config: ExplainConfig, report: Reporter) -> Job:
     """Load the run and its split, draw the points, build the model states."""
     from cnnlab.data.rundata import load_run_split
-    from cnnlab.inference import load_run
 
     loaded = load_run(run_path, config.checkpoint, config.device)
     # float32 throughout: explanations must not depend on the precision the run was trained in
     # (and bf16 autocast inference of small-cnn ran ~10x slower than float32 on these machines).
     settings = dataclasses.replace(loaded.settings, precision="fp32")
-    report.say(f"loading the {config.split} split of {loaded.record['source']}")
+    report.say(f"loading the {config.split} split of {loaded.record.source}")
     split = load_run_split(loaded.record, config.split, data_dir=config.data_dir, data=config.data)
     if not len(split.labels):
         raise CnnlabError(f"The run's {config.split} split is empty; choose another --split.")
@@ -302,16 +302,15 @@ def timed(report: Reporter, name: str, work: Any) -> Any:
     return result
 
 
-def untrained_model(loaded: Any) -> nn.Module:
+def untrained_model(loaded: LoadedRun) -> nn.Module:
     """The same spec initialised as training started it: seeded with the run's seed (the exact
     draw matches when building the model was the first use of the random generator)."""
-    from cnnlab.models import ModelSpec, build_model
+    from cnnlab.models import build_model
 
-    spec = ModelSpec.from_dict(loaded.run.read("model.json"))
-    seed = int(loaded.run.read("config.json").get("train", {}).get("seed", 0))
+    seed = loaded.config_record().seed
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(spec)
+        model = build_model(model_spec(loaded.model_record))
     return model.to(loaded.device).eval()
 
 

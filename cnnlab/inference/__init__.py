@@ -1,80 +1,27 @@
-"""Using a trained run: rebuild its model from model.json, evaluate a split, predict image files.
+"""Using a trained run: evaluate a split, predict image files, on PyTorch or ONNX Runtime.
 
-Everything comes from the run directory (STYLE.md rule 11), so these work in a new process on
-another day, preprocessing images exactly as in training (size, bands, normalisation).
+The model, its preprocessing and class names come from the run directory (cnnlab.run.load), so
+these work in a new process on another day, preprocessing images exactly as in training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from cnnlab.data.images import load_image_file
-from cnnlab.data.loader import Normalizer
 from cnnlab.data.rundata import load_run_split
 from cnnlab.errors import ConfigError
-from cnnlab.evaluation import (
-    classification_metrics,
-    save_confusion_matrix_png,
-    write_predictions_csv,
-)
-from cnnlab.fileio import atomic_write_json
-from cnnlab.models import ModelSpec, build_model
-from cnnlab.run import checkpoints as ckpt
-from cnnlab.run.paths import RunDir
-from cnnlab.runtime.device import resolve_device
-from cnnlab.runtime.fastpath import choose_fast_path
-from cnnlab.runtime.predict import StepSettings, predict_logits
-
-
-@dataclass
-class LoadedRun:
-    run: RunDir
-    model: nn.Module
-    record: dict[str, Any]  # dataset.json
-    settings: StepSettings
-    checkpoint: ckpt.Checkpoint
-    device: torch.device
-
-
-def load_run(
-    run_path: str | Path,
-    which: str = "best",
-    device: str = "auto",
-    precision: str = "auto",
-    channels_last: bool = True,
-) -> LoadedRun:
-    """Rebuild a run's model with its weights, on this machine's fast path (cnnlab.runtime.fastpath).
-
-    The precision is this machine's choice, not the training run's: a network trained in bf16
-    elsewhere is evaluated in fp32 on a CPU without native bf16, and the other way round.
-    """
-    run = RunDir(run_path)
-    record = run.read("dataset.json")
-    spec = ModelSpec.from_dict(run.read("model.json"))
-    resolved = resolve_device(device)
-    fast = choose_fast_path(resolved, precision, channels_last)
-    model = build_model(spec)
-    checkpoint = ckpt.load_model_weights(run.checkpoints, which)
-    ckpt.apply_weights(model, checkpoint)
-    model.to(resolved).eval()
-    if fast.channels_last:
-        model.to(memory_format=torch.channels_last)
-    normalization = record["normalization"]
-    settings = StepSettings(
-        normalizer=Normalizer(tuple(normalization["mean"]), tuple(normalization["std"])),
-        precision=fast.precision,
-        channels_last=fast.channels_last,
-    )
-    return LoadedRun(run, model, record, settings, checkpoint, resolved)
-
+from cnnlab.evaluation import classification_metrics
+from cnnlab.run.evaluation import write_evaluation
+from cnnlab.run.load import LoadedRun, load_run
+from cnnlab.runtime.predict import predict_logits
 
 RUNTIMES = ("torch", "onnx")
+Predictor = Callable[[torch.Tensor, int], torch.Tensor]  # (uint8 images, batch size) -> logits
 
 
 def load_run_for_runtime(
@@ -84,7 +31,7 @@ def load_run_for_runtime(
     runtime: str = "torch",
     precision: str = "auto",
     channels_last: bool = True,
-) -> tuple[LoadedRun, Callable[[torch.Tensor, int], torch.Tensor]]:
+) -> tuple[LoadedRun, Predictor]:
     """The run and a function (uint8 images, batch size) -> float32 logits [N, K] on the CPU.
 
     "torch" runs the model in PyTorch on `device`; "onnx" runs its ONNX export (made on first
@@ -130,7 +77,7 @@ def evaluate_run(
     )
     split_data = load_run_split(loaded.record, split, data_dir=data_dir, data=data)
     logits = predict(split_data.images, batch_size)
-    class_names = loaded.record["class_names"]
+    class_names = loaded.class_names
     metrics = classification_metrics(
         logits, split_data.labels, class_names, top_k=tuple(sorted({1, top_k}))
     )
@@ -144,21 +91,9 @@ def evaluate_run(
         },
         **metrics,
     }
-    out = loaded.run.eval
-    atomic_write_json(out / f"{split}.json", metrics)
-    save_confusion_matrix_png(
-        torch.tensor(metrics["confusion_matrix"]),
-        class_names,
-        out / f"{split}-confusion.png",
-        title=f"{loaded.run.path.name}: {split} ({metrics['accuracy']:.2%} accuracy)",
-    )
-    write_predictions_csv(
-        out / f"{split}-predictions.csv",
-        split_data.sample_ids,
-        split_data.labels,
-        torch.softmax(logits, dim=1),
-        class_names,
-        top_k=min(3, len(class_names)),
+    probabilities = torch.softmax(logits, dim=1)
+    write_evaluation(
+        loaded.run, metrics, split_data.sample_ids, split_data.labels, probabilities, class_names
     )
     return metrics
 
@@ -175,27 +110,36 @@ def predict_files(
     """Class probabilities for image files: [{file, predicted, confidence, top: [(name, p)]}]."""
     loaded, predict = load_run_for_runtime(run_path, which, device, runtime)
     record = loaded.record
-    size = (record["image_size"][0], record["image_size"][1])
-    aspect = record.get("preprocess", {}).get("aspect", "stretch")
     images = torch.stack(
-        [load_image_file(p, record["channels"], size, aspect=aspect) for p in image_paths]
+        [
+            load_image_file(p, record.channels, record.image_size, aspect=record.aspect)
+            for p in image_paths
+        ]
     )
-    logits = predict(images, 1024)
-    probabilities = torch.softmax(logits, dim=1)
+    probabilities = torch.softmax(predict(images, 1024), dim=1)
+    return [
+        {"file": str(path), **row, "runtime": runtime}
+        for path, row in zip(
+            image_paths, top_classes(probabilities, loaded.class_names, top_k), strict=True
+        )
+    ]
+
+
+def top_classes(
+    probabilities: torch.Tensor, class_names: list[str], top_k: int
+) -> list[dict[str, Any]]:
+    """Per row of [N, K] probabilities: the predicted class, its confidence, the top k."""
     k = min(top_k, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)
-    names = record["class_names"]
     return [
         {
-            "file": str(path),
-            "predicted": names[int(idx[0])],
+            "predicted": class_names[int(idx[0])],
             "predicted_index": int(idx[0]),
             "confidence": float(val[0]),
             "top": [
-                {"class": names[int(i)], "probability": float(v)}
+                {"class": class_names[int(i)], "probability": float(v)}
                 for v, i in zip(val, idx, strict=True)
             ],
-            "runtime": runtime,
         }
-        for path, val, idx in zip(image_paths, values, indices, strict=True)
+        for val, idx in zip(values, indices, strict=True)
     ]

@@ -20,7 +20,8 @@ import torch
 from cnnlab.data.loader import Normalizer, sequential_batches
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fileio import atomic_write_json, atomic_writer
-from cnnlab.inference import LoadedRun, load_run
+from cnnlab.run.load import LoadedRun, load_run
+from cnnlab.run.paths import RunDir
 from cnnlab.runtime.fastpath import available_cores
 from cnnlab.runtime.predict import predict_logits
 
@@ -58,7 +59,7 @@ def load_onnx_run(
 
 
 def default_export_path(run_path: str | Path, which: str) -> Path:
-    return Path(run_path) / "export" / f"model-{which}.onnx"
+    return RunDir(run_path).export / f"model-{which}.onnx"
 
 
 def export_record_path(path: Path) -> Path:
@@ -82,7 +83,7 @@ def ensure_exported(loaded: LoadedRun, path: Path, force: bool = False) -> Path:
 def export_record(loaded: LoadedRun) -> dict[str, Any]:
     """What an export depends on: if any of it changes, the export is stale."""
     record, meta = loaded.record, loaded.checkpoint.meta
-    height, width = record["image_size"][0], record["image_size"][1]
+    height, width = record.image_size
     return {
         "format": FORMAT,
         "checkpoint": {
@@ -91,16 +92,16 @@ def export_record(loaded: LoadedRun) -> dict[str, Any]:
             "epoch": meta.get("epoch"),
             "global_step": meta.get("global_step"),
         },
-        "model": loaded.run.read("model.json"),
+        "model": loaded.model_record.to_dict(),
         "opset": OPSET,
         "input": {
             "name": INPUT_NAME,
-            "shape": ["batch", record["channels"], height, width],
+            "shape": ["batch", record.channels, height, width],
             "dtype": "float32",
-            "normalization": record["normalization"],  # x = (pixels / 255 - mean) / std
+            "normalization": record.to_dict()["normalization"],  # (pixels / 255 - mean) / std
         },
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(record["class_names"])]},
-        "class_names": record["class_names"],
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", record.num_classes]},
+        "class_names": list(record.class_names),
     }
 
 

@@ -6,9 +6,12 @@ keyword-only `in_channels`, `num_classes`, `image_size` and its own options.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from torch import nn
@@ -33,6 +36,48 @@ def register_model(name: str, description: str = "", *, min_image_size: int = 1)
         return builder
 
     return decorator
+
+
+ENTRY_POINT_GROUP = "cnnlab.models"  # packages that register model families declare this group
+
+
+def defining_module(name: str) -> str | None:
+    """The module that registered family `name`, when it lies outside cnnlab (recorded in
+    model.json so a later process can import it again)."""
+    module = getattr(MODELS.get(name), "__module__", None) or ""
+    return None if module.split(".")[0] == "cnnlab" else module
+
+
+def ensure_registered(name: str, module: str | None = None) -> None:
+    """Make family `name` available: registered already, by an installed package's entry point
+    (group "cnnlab.models"), or by importing `module`, the one recorded when the run was trained.
+
+    Only importable modules are imported (installed, or on PYTHONPATH): the same trust as
+    `python -m`. A module name that is not a plain dotted name is refused.
+    """
+    if name in MODELS:
+        return
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+        if name in MODELS:
+            return
+    if module is None:
+        MODELS.get(name)  # raises, with close names
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", module):
+        raise ConfigError(f"model.json names {module!r} as the module of {name!r}; not a module.")
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # the user's module may fail in any way while importing
+        raise ConfigError(
+            f"Model {name!r} was registered by module {module!r} when the run was trained, and "
+            f"importing it failed ({type(error).__name__}: {error}). Install that module or add "
+            "its folder to PYTHONPATH, then run the command again."
+        ) from None
+    if name not in MODELS:
+        raise ConfigError(
+            f"Module {module!r} was imported but registers no model named {name!r}; was the "
+            "family renamed? Register it under that name again."
+        )
 
 
 def register_variants(

@@ -28,6 +28,7 @@ from cnnlab.fileio import atomic_write_bytes, atomic_write_json
 
 FORMAT = "cnnlab-checkpoint-1"
 KEEP_NUMBERED = 2
+CHECKPOINT_CHOICES = ("best", "last")  # what --checkpoint takes: best validation, or newest
 
 
 @dataclass
@@ -171,7 +172,7 @@ def latest_checkpoint(directory: Path, with_state: bool = True) -> Checkpoint:
 
 def load_model_weights(directory: Path, which: str = "best") -> Checkpoint:
     """Weights for evaluation: `best` if present and sound, else the latest good numbered one."""
-    if which not in ("best", "last"):
+    if which not in CHECKPOINT_CHOICES:
         raise CheckpointError(f"Unknown checkpoint {which!r}; choose 'best' or 'last'.")
     if which == "best" and (directory / "best.json").exists():
         try:

@@ -1,6 +1,7 @@
-"""Paths and readers for the run directory, the contract between stages (DESIGN.md).
+"""The run directory, the contract between stages (DESIGN.md): its paths, its typed records and
+its append-only metrics log. Nothing outside cnnlab.run opens these files itself.
 
-RUN/config.json  dataset.json  model.json  metrics.jsonl  checkpoints/  eval/<split>.json
+RUN/config.json  dataset.json  model.json  metrics.jsonl  checkpoints/  eval/  explain/  export/
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import append_jsonl, atomic_write_json, read_jsonl
+from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
 
 
 class RunDir:
@@ -22,6 +25,12 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoints = property(lambda self: self.path / "checkpoints")
     eval = property(lambda self: self.path / "eval")
+    export = property(lambda self: self.path / "export")
+    report = property(lambda self: self.path / "report.html")
+
+    def explain(self, split: str) -> Path:
+        """RUN/explain/SPLIT/: what `cnnlab explain` wrote for one split."""
+        return self.path / "explain" / split
 
     def read(self, name: str) -> dict[str, Any]:
         """Read one of the run's JSON files, with an error that says what is wrong and why."""
@@ -44,5 +53,30 @@ class RunDir:
             raise CnnlabError(f"'{path}' should hold a JSON object.")
         return data
 
+    def dataset_record(self) -> DatasetRecord:
+        return DatasetRecord.from_dict(self.read(DatasetRecord.FILE), str(self.dataset))
+
+    def model_record(self) -> ModelRecord:
+        return ModelRecord.from_dict(self.read(ModelRecord.FILE), str(self.model))
+
+    def config_record(self) -> ConfigRecord:
+        return ConfigRecord.from_dict(self.read(ConfigRecord.FILE), str(self.config))
+
+    def write_records(
+        self, config: ConfigRecord, dataset: DatasetRecord, model: ModelRecord
+    ) -> None:
+        """The three contract files, written once when training starts."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.config, config.to_dict())
+        atomic_write_json(self.dataset, dataset.to_dict())
+        atomic_write_json(self.model, model.to_dict())
+
     def has_training_state(self) -> bool:
         return self.checkpoints.is_dir() and any(self.checkpoints.glob("step-*.json"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Append one row (an epoch, an event, the end) to metrics.jsonl."""
+        append_jsonl(self.metrics, row)
+
+    def logged_rows(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics) if self.metrics.exists() else []

@@ -1,0 +1,203 @@
+"""Setting up a training run: data, splits, model, optimiser, loss and the fast path, in a Session.
+
+`open_session()` does everything before the first step, for a new run (records chosen and written)
+or a resumed one (records read back); the epoch loop (training/run.py) only uses the result.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import torch
+from torch import nn
+
+from cnnlab.data.augment import Augmentation, resolve_augmentation
+from cnnlab.data.loader import num_batches
+from cnnlab.data.rundata import (
+    SplitData,
+    describe_counts,
+    load_options,
+    make_record,
+    select_split,
+)
+from cnnlab.data.sources import load_dataset
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.models import ModelSpec, build_model, resolve_model_argument
+from cnnlab.models.registry import defining_module
+from cnnlab.recipes import RECIPES
+from cnnlab.run.load import model_spec, normalizer
+from cnnlab.run.paths import RunDir
+from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
+from cnnlab.runtime.device import machine_description, resolve_device
+from cnnlab.runtime.fastpath import FastPath, choose_fast_path
+from cnnlab.runtime.predict import StepSettings
+from cnnlab.runtime.progress import Progress
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.optim import build_optimizer, build_scheduler
+
+
+@dataclass
+class Session:
+    """Everything one training process holds; built once, read by the loop and the policy."""
+
+    config: TrainConfig
+    run: RunDir
+    fast: FastPath
+    record: DatasetRecord
+    model_record: ModelRecord
+    augmentation: Augmentation
+    train: SplitData  # on the training device
+    val: SplitData
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    loss_fn: nn.Module
+    settings: StepSettings
+    progress: Progress
+
+    @property
+    def device(self) -> torch.device:
+        return self.fast.device
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return num_batches(len(self.train.labels), self.config.batch_size)
+
+
+def open_session(
+    config: TrainConfig, out: str | Path, resume: bool, stream: TextIO, show_progress: bool
+) -> Session:
+    run = _check_run_dir(RunDir(out), resume)
+    fast = choose_fast_path(
+        resolve_device(config.device), config.precision, config.channels_last, config.threads
+    )
+    torch.manual_seed(config.seed)
+    record, model_record, train, val = _data_and_spec(config, run, resume)
+    augmentation = resolve_augmentation(
+        config.to_dict(), record.source, record.image_size, config.augment
+    )
+    model = build_model(model_spec(model_record)).to(fast.device)
+    if fast.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config, model)
+    steps_per_epoch = num_batches(len(train.labels), config.batch_size)
+    session = Session(
+        config, run, fast, record, model_record, augmentation,
+        train=_to(train, fast.device), val=_to(val, fast.device), model=model,
+        optimizer=optimizer, scheduler=build_scheduler(config, optimizer, steps_per_epoch),
+        scaler=torch.amp.GradScaler(fast.device.type) if fast.needs_grad_scaler else None,
+        loss_fn=loss_function(config, record, fast.device),
+        settings=StepSettings(normalizer(record), fast.precision, fast.channels_last),
+        progress=Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress),
+    )  # fmt: skip
+    if not resume:
+        run.write_records(config_record(config, fast, augmentation), record, model_record)
+    return session
+
+
+def _check_run_dir(run: RunDir, resume: bool) -> RunDir:
+    if resume and not run.has_training_state():
+        raise CnnlabError(f"'{run.path}' has no checkpoint to resume from.")
+    if not resume and run.has_training_state():
+        raise CnnlabError(
+            f"'{run.path}' already holds a run. Continue it with `cnnlab train --resume "
+            f"{run.path}`, or choose another --out."
+        )
+    return run
+
+
+def _data_and_spec(
+    config: TrainConfig, run: RunDir, resume: bool
+) -> tuple[DatasetRecord, ModelRecord, SplitData, SplitData]:
+    """The data set's records and its train/val splits: chosen now, or read back on resume."""
+    if resume:
+        record, model_record = run.dataset_record(), run.model_record()
+        dataset = load_dataset(
+            record.source, config.data_dir, config.download, load_options(record, config.cache)
+        )  # the recorded source: a folder's path is absolute
+    else:
+        dataset = load_dataset(config.data, config.data_dir, config.download, config.load_options())
+        record = make_record(
+            dataset, config.val_fraction, config.seed, config.test_fraction, config.split_seed
+        )
+        model_record = new_model_record(config, record)
+    train, val = select_split(dataset, record, "train"), select_split(dataset, record, "val")
+    if config.early_stopping and not len(val.labels):  # a folder's val/ counts too
+        raise ConfigError(
+            "--early-stopping needs a validation split: set --val-fraction above 0 (or give the "
+            "folder a val/ split)."
+        )
+    return record, model_record, train, val
+
+
+def _to(split: SplitData, device: torch.device) -> SplitData:
+    return SplitData(split.images.to(device), split.labels.to(device), split.sample_ids)
+
+
+def new_model_record(config: TrainConfig, record: DatasetRecord) -> ModelRecord:
+    """model.json for a new run: the family (or spec) and options sized to the data set."""
+    options = dict(config.model_options)
+    if config.dropout is not None:
+        options["dropout"] = config.dropout
+    name, options = resolve_model_argument(config.model, options)  # a spec string or a name
+    spec = ModelSpec(name, record.channels, record.num_classes, record.image_size, options)
+    return ModelRecord(**spec.to_dict(), module=defining_module(name))
+
+
+def loss_function(config: TrainConfig, record: DatasetRecord, device: torch.device) -> nn.Module:
+    weight = None
+    if config.class_weighted_loss:
+        counts = torch.tensor(record.class_counts["train"], dtype=torch.float32)
+        # Inverse frequency, scaled so a balanced data set gets weight 1 for every class.
+        weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def config_record(config: TrainConfig, fast: FastPath, augmentation: Augmentation) -> ConfigRecord:
+    return ConfigRecord(
+        train=config.to_dict(),
+        resolved={
+            "learning_rate": config.resolved_learning_rate,
+            "device": str(fast.device),
+            "fast_path": fast.to_dict(),
+            "augmentation": augmentation.to_dict(),
+        },
+        seed=config.seed,
+        machine=machine_description(fast.device),
+        command=tuple(sys.argv),
+        created=now(),
+    )
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def describe(session: Session) -> list[str]:
+    """The lines shown before the first step: data, counts, sampler, recipe, model, fast path."""
+    config, record = session.config, session.record
+    height, width = record.image_size
+    lines = [
+        f"data {record.source} ({record.location}): {record.num_classes} classes, "
+        f"{record.channels}x{height}x{width}",
+        describe_counts(record),
+    ]
+    if record.skipped:
+        lines.append(f"skipped {len(record.skipped)} file(s) or folder(s), listed in dataset.json")
+    if config.sampler == "balanced":
+        lines.append("sampler: balanced (every class drawn equally often)")
+    if config.recipe != "none":
+        lines.append(
+            f"recipe {config.recipe}: {RECIPES[config.recipe].summary} (flags override it)"
+        )
+    parameters = sum(p.numel() for p in session.model.parameters())
+    lines += [f"model {config.model}: {parameters:,} parameters", session.fast.describe()]
+    if session.augmentation.enabled:
+        shown = ", ".join(f"{k}={v}" for k, v in session.augmentation.to_dict().items() if v)
+        lines.append(f"augmentation: {shown}")
+    return lines
