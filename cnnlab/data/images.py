@@ -74,7 +74,7 @@ def decode_image(
     path = Path(path)
     image = _open_converted(path, channels, image_size, max_pixels)
     if image_size is not None:
-        image = _fit(image, image_size, aspect)
+        image = fit_to_size(image, image_size, aspect)
     pixels = np.asarray(image, dtype=np.uint8)  # [H, W] or [H, W, 3]
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -115,7 +115,7 @@ def _open_converted(
                 else:
                     image.load()
                 mode = channels and ("L" if channels == 1 else "RGB")
-                return _to_mode(image, mode or _natural_mode(image))
+                return convert_mode(image, mode or _natural_mode(image))
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as error:
@@ -172,7 +172,7 @@ def _bands_equal(pixels: np.ndarray) -> bool:
     )
 
 
-def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+def convert_mode(image: Image.Image, mode: str) -> Image.Image:
     """Convert to "L" or "RGB": 16-bit scaled by its full range, transparency on black."""
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image).astype(np.int64)
@@ -187,7 +187,7 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
-def _fit(image: Image.Image, image_size: tuple[int, int], aspect: str) -> Image.Image:
+def fit_to_size(image: Image.Image, image_size: tuple[int, int], aspect: str) -> Image.Image:
     """Resize to (H, W) = image_size: stretched, padded with black, or centre-cropped.
 
     PIL's bilinear resize widens its filter when shrinking, i.e. it antialiases.
