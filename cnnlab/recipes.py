@@ -1,11 +1,11 @@
-"""Recipes: per-data-set training defaults that reach good accuracy fast without tuning.
+"""Recipes: sets of training settings that reach good accuracy fast on a data set without tuning.
 
 A recipe is a set of `cnnlab train` settings. With `--recipe auto` (the default of the command
-line and of `TrainConfig.from_dict`; the plain constructor applies none) a named data set gets its
-own recipe; a folder gets none (the plain defaults) unless one is named, e.g. `--recipe
-cifar10` for a folder copy of CIFAR-10. Precedence, lowest first: TrainConfig's defaults, the
-recipe, a `--config` TOML file, flags on the command line. The resolved name is recorded in
-config.json, so `--resume` and a rerun use the same settings.
+line and of `TrainConfig.from_dict`; the plain constructor applies none) a named data set gets the
+recipe its entry in cnnlab.data.DATASETS names; a folder gets none (the plain defaults) unless one
+is named, e.g. `--recipe cifar10` for a folder copy of CIFAR-10. Precedence, lowest first:
+TrainConfig's defaults, the recipe, a `--config` TOML file, flags on the command line. The resolved
+name is recorded in config.json, so `--resume` and a rerun use the same settings.
 
 Every recipe was chosen on the validation split (never the test split) and measured end to end
 with `benchmarks/speed.py`; the numbers in `measured` are in BENCHMARKS.md with the commands.
@@ -110,9 +110,14 @@ def recipe_names() -> tuple[str, ...]:
 
 
 def resolve_recipe(name: str, data: str) -> Recipe:
-    """The recipe `name` stands for; "auto" picks the data set's own one, or "none"."""
+    """The recipe `name` stands for; "auto" picks the one the data set declares (in its
+    cnnlab.data.DATASETS entry; "none" for folders)."""
     if name == "auto":
-        return RECIPES.get(data, RECIPES["none"])
+        # Imported here: the data sources import torch, and `cnnlab train --help` reads this
+        # module without it.
+        from cnnlab.data.sources import default_recipe
+
+        name = default_recipe(data)
     try:
         return RECIPES[name]
     except KeyError:

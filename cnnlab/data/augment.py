@@ -3,6 +3,7 @@
 Flips, translation (random crop with padding), rotation and scaling, brightness and contrast,
 Gaussian noise and random erasing. Every random number comes from a generator seeded by
 (seed, epoch, batch), so a run resumed mid-epoch sees exactly the batches an uninterrupted one does.
+The settings are defined in cnnlab/augment_settings.py, each data set's defaults in sources.py.
 """
 
 from __future__ import annotations
@@ -10,53 +11,24 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from cnnlab.augment_settings import AUGMENTATION_FIELDS, ERASE_AREA, ERASE_ASPECT, Augmentation
+from cnnlab.data.sources import default_augmentation
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Strengths; 0 turns an operation off. Probabilities are per image."""
-
-    hflip: float = 0.0  # probability of a left-right flip
-    vflip: float = 0.0  # probability of an upside-down flip
-    crop_padding: int = 0  # shift by up to this many pixels (a random crop of the padded image)
-    rotate: float = 0.0  # rotate by up to this many degrees either way
-    scale: float = 0.0  # zoom by a factor in [1 - scale, 1 + scale]
-    brightness: float = 0.0  # multiply by a factor in [1 - brightness, 1 + brightness]
-    contrast: float = 0.0  # scale deviations from the image mean by [1 - contrast, 1 + contrast]
-    noise: float = 0.0  # Gaussian noise, standard deviation as a fraction of the range 0..255
-    erase: float = 0.0  # probability of filling a random rectangle (2-25% of the area)
-
-    @property
-    def enabled(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-AUGMENTATION_FIELDS = tuple(f.name for f in fields(Augmentation))
-ERASE_AREA = (0.02, 0.25)
-ERASE_ASPECT = (0.3, 3.3)
-
-
-def default_augmentation(source: str, image_size: tuple[int, int]) -> Augmentation:
-    """What suits each data set: digits never flip (a mirrored 2 is no digit; 6 and 9 swap)."""
-    if source in ("digits",):  # 8x8: a shift of one pixel is already an eighth of the image
-        return Augmentation()
-    if source == "mnist":
-        return Augmentation(crop_padding=2)
-    if source == "fashion-mnist":
-        return Augmentation(hflip=0.5, crop_padding=2)
-    if source == "cifar10":
-        return Augmentation(hflip=0.5, crop_padding=4)
-    if source.startswith("folder:"):  # natural images or micrographs: left-right is arbitrary
-        return Augmentation(hflip=0.5, crop_padding=max(1, round(min(image_size) / 8)))
-    return Augmentation()
+__all__ = [  # Augmentation and default_augmentation live where they are defined once
+    "AUGMENTATION_FIELDS",
+    "Augmentation",
+    "augment_batch",
+    "augmented_batches",
+    "batch_seed",
+    "default_augmentation",
+    "resolve_augmentation",
+]
 
 
 def resolve_augmentation(

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.data.decode import Preprocess, decode_files
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.decode import Decoded, Preprocess, decode_files
 from cnnlab.data.images import ASPECT_MODES, image_header_size
-from cnnlab.data.sources import ImageDataset
 from cnnlab.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -215,17 +215,7 @@ def load_folder(path: str | os.PathLike, options: LoadOptions | None = None) -> 
             + _listing(failures)
             + "\nRemove or repair them, or train without --strict to skip them."
         )
-    position = {index: row for row, index in enumerate(decoded.kept)}
-    images_of, labels_of, files_of = {}, {}, {}
-    offset = 0
-    for pool in pools:
-        count = len(scan.files[pool])
-        rows = [position[i] for i in range(offset, offset + count) if i in position]
-        keep = [i - offset for i in range(offset, offset + count) if i in position]
-        images_of[pool] = _rows(decoded.images, rows, image_size)
-        labels_of[pool] = torch.tensor([scan.labels[pool][i] for i in keep], dtype=torch.int64)
-        files_of[pool] = [scan.files[pool][i] for i in keep]
-        offset += count
+    images_of, labels_of, files_of = _split_pools(scan, pools, decoded, image_size)
     class_names, labels_of, dropped = _drop_empty_classes(scan.class_names, labels_of)
     skipped = scan.skipped + failures + dropped
     _warn_skipped(root, skipped)
@@ -259,6 +249,25 @@ def load_folder(path: str | os.PathLike, options: LoadOptions | None = None) -> 
             "from_cache": decoded.from_cache,
         },
     )
+
+
+def _split_pools(
+    scan: FolderScan, pools: list[str], decoded: Decoded, image_size: tuple[int, int]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, list[str]]]:
+    """Images, labels and file names per pool (train, val, test) of the files that decoded; the
+    decoded files are those of all pools in order."""
+    position = {index: row for row, index in enumerate(decoded.kept)}
+    images_of, labels_of, files_of = {}, {}, {}
+    offset = 0
+    for pool in pools:
+        count = len(scan.files[pool])
+        rows = [position[i] for i in range(offset, offset + count) if i in position]
+        keep = [i - offset for i in range(offset, offset + count) if i in position]
+        images_of[pool] = _rows(decoded.images, rows, image_size)
+        labels_of[pool] = torch.tensor([scan.labels[pool][i] for i in keep], dtype=torch.int64)
+        files_of[pool] = [scan.files[pool][i] for i in keep]
+        offset += count
+    return images_of, labels_of, files_of
 
 
 def _rows(images: torch.Tensor, rows: list[int], image_size: tuple[int, int]) -> torch.Tensor:

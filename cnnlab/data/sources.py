@@ -1,22 +1,26 @@
-"""The registry of named data sets and their loaders, each giving uint8 [N, C, H, W] tensors.
+"""The registry of named data sets: their loaders (uint8 [N, C, H, W] tensors) and their defaults.
 
 `digits` is scikit-learn's bundled 8x8 digits (offline default); `mnist` and `fashion-mnist`
 are read from IDX files and `cifar10` from its python batches (cifar.py), found on disk or
-downloaded (see locate.py); `folder:PATH` is any folder of class sub-folders (folder.py).
+downloaded (see locate.py); `folder:PATH` is any folder of class sub-folders (folder.py). Each
+entry, and the rule for folders, is the one place for a data set's recipe and augmentation.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from cnnlab.augment_settings import Augmentation
 from cnnlab.data import cifar
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.folder import LoadOptions, load_folder, scan_folder
 from cnnlab.data.idx import read_idx
 from cnnlab.data.locate import (
     DOWNLOADS,
@@ -30,47 +34,12 @@ from cnnlab.data.splits import stratified_split
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.registry import Registry
 
-if TYPE_CHECKING:
-    from cnnlab.data.folder import LoadOptions
-
 BUNDLED = "scikit-learn (bundled)"
 # digits has no test split of its own: a fixed one, independent of any run seed.
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 FOLDER_PREFIX = "folder:"
-
-
-@dataclass
-class ImageDataset:
-    """A data set decoded into tensors, with its class names and where it was found."""
-
-    name: str
-    class_names: list[str]
-    train_images: torch.Tensor  # uint8 [N, C, H, W]
-    train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor  # uint8 [M, C, H, W]
-    test_labels: torch.Tensor  # int64 [M]
-    location: str  # a folder path, or "scikit-learn (bundled)"
-    # A validation set of its own (a folder's val/), used instead of one carved from train.
-    val_images: torch.Tensor | None = None
-    val_labels: torch.Tensor | None = None
-    # folder: sources only: paths relative to `location` per part (train, val, test), the files
-    # and folders left out with a reason each, and how the images were preprocessed.
-    files: dict[str, list[str]] | None = None
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    preprocess: dict[str, Any] | None = None
-
-    @property
-    def channels(self) -> int:
-        return self.train_images.shape[1]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return (self.train_images.shape[2], self.train_images.shape[3])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+FOLDER_RECIPE = "none"  # folders get the plain defaults unless --recipe names one
 
 
 Loader = Callable[["DatasetSource", str | os.PathLike | None, bool], ImageDataset]
@@ -91,6 +60,8 @@ class DatasetSource:
     loader: Loader
     # Where the files are, when more than "a searched folder holding file_names" (cifar10).
     find: Callable[[str | os.PathLike | None], Path | None] | None = None
+    recipe: str = "none"  # the recipe `--recipe auto` picks (cnnlab/recipes.py)
+    augmentation: Augmentation = Augmentation()  # the default augmentation (`--augment`)
 
 
 DATASETS: Registry[DatasetSource] = Registry("data set")
@@ -105,8 +76,6 @@ def load_dataset(
     """Load a named data set (found in data_dir, $CNNLAB_DATA, the caches, or downloaded), or a
     folder given as `folder:PATH`; options set a folder's image size, aspect and bands."""
     if name.startswith(FOLDER_PREFIX):
-        from cnnlab.data.folder import load_folder  # folder.py builds on this module
-
         return load_folder(_folder_path(name), options)
     source = _get_source(name)
     _check_options(source, options)
@@ -167,8 +136,6 @@ def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> dict[s
 
 
 def _folder_info(path: str) -> dict[str, Any]:
-    from cnnlab.data.folder import scan_folder
-
     scan = scan_folder(path)
     return {
         "name": f"{FOLDER_PREFIX}{scan.root.resolve()}",
@@ -184,6 +151,28 @@ def _folder_info(path: str) -> dict[str, Any]:
 
 def _get_source(name: str) -> DatasetSource:
     return DATASETS.get(name)
+
+
+def folder_augmentation(image_size: tuple[int, int]) -> Augmentation:
+    """A folder's default: natural images or micrographs, where left-right is arbitrary; shifts
+    of up to an eighth of the shorter side."""
+    return Augmentation(hflip=0.5, crop_padding=max(1, round(min(image_size) / 8)))
+
+
+def default_augmentation(source: str, image_size: tuple[int, int]) -> Augmentation:
+    """The augmentation the data set `source` declares (a folder's from its image size); none for
+    a name not in DATASETS."""
+    if source.startswith(FOLDER_PREFIX):
+        return folder_augmentation(image_size)
+    return DATASETS.get(source).augmentation if source in DATASETS else Augmentation()
+
+
+def default_recipe(source: str) -> str:
+    """The name of the recipe the data set `source` declares ("none" for folders, or a name not
+    in DATASETS), which `--recipe auto` picks."""
+    if source.startswith(FOLDER_PREFIX):
+        return FOLDER_RECIPE
+    return DATASETS.get(source).recipe if source in DATASETS else "none"
 
 
 def _load_digits(
@@ -293,6 +282,10 @@ for _source in (
         test_count=359,
         file_names=(),
         loader=_load_digits,
+        recipe="none",
+        # No flips: a mirrored 2 is no digit, and 6 and 9 swap. No shifts: at 8x8 one pixel is
+        # already an eighth of the image.
+        augmentation=Augmentation(),
     ),
     DatasetSource(
         name="mnist",
@@ -304,6 +297,8 @@ for _source in (
         test_count=10_000,
         file_names=IDX_FILE_NAMES,
         loader=_load_idx_dataset,
+        recipe="mnist",
+        augmentation=Augmentation(crop_padding=2),  # digits never flip
     ),
     DatasetSource(
         name="fashion-mnist",
@@ -315,6 +310,8 @@ for _source in (
         test_count=10_000,
         file_names=IDX_FILE_NAMES,
         loader=_load_idx_dataset,
+        recipe="fashion-mnist",
+        augmentation=Augmentation(hflip=0.5, crop_padding=2),
     ),
     DatasetSource(
         name="cifar10",
@@ -327,6 +324,8 @@ for _source in (
         file_names=(cifar.ARCHIVE,),
         loader=_load_cifar10,
         find=cifar.find_cifar10,
+        recipe="cifar10",
+        augmentation=Augmentation(hflip=0.5, crop_padding=4),
     ),
 ):
     DATASETS.add(_source.name, _source)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnlab.augment_settings import AUGMENTATION_FIELDS, Augmentation, out_of_range
 from cnnlab.errors import ConfigError
 from cnnlab.recipes import apply_recipe, recipe_names
 
@@ -28,7 +29,9 @@ def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class _Settings:
+    """Every `cnnlab train` setting but the augmentation overrides, which are generated below."""
+
     data: str = _option(
         "digits",
         "data set: digits (offline default), mnist, fashion-mnist, cifar10, or folder:PATH (one "
@@ -136,19 +139,35 @@ class TrainConfig:
         "start from the data set's default augmentation (digits: none; mnist: shifts; "
         "fashion-mnist, cifar10, folders: flips and shifts); the flags below override it",
     )
-    hflip: float | None = _option(None, "augment: probability of a left-right flip")
-    vflip: float | None = _option(None, "augment: probability of an upside-down flip")
-    crop_padding: int | None = _option(
-        None, "augment: random crop of the image padded by this many pixels (a random shift)"
-    )
-    rotate: float | None = _option(None, "augment: rotate by up to this many degrees")
-    scale: float | None = _option(None, "augment: zoom by a factor in [1 - SCALE, 1 + SCALE]")
-    brightness: float | None = _option(None, "augment: brightness factor in [1 - B, 1 + B]")
-    contrast: float | None = _option(None, "augment: contrast factor in [1 - C, 1 + C]")
-    noise: float | None = _option(None, "augment: Gaussian noise, std as a fraction of 255")
-    erase: float | None = _option(
-        None, "augment: probability of erasing a random rectangle (2-25%% of the image)"
-    )
+
+
+def _augmentation_overrides() -> list[tuple[str, str, Any]]:
+    """An optional field per Augmentation setting, with its name and help: None keeps the data
+    set's default."""
+    overrides = []
+    for setting in fields(Augmentation):
+        low, high = setting.metadata["range"]
+        help = setting.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        metadata = {
+            "help": f"augment: {help}; {setting.name.upper()} from {low} to {high}",
+            "choices": None,
+        }
+        optional = f"{setting.type} | None"  # a string, as the annotations above are
+        overrides.append((setting.name, optional, field(default=None, metadata=metadata)))
+    return overrides
+
+
+# The overrides come after the other settings, as flags and in config.json.
+_SettingsAndAugmentation = make_dataclass(
+    "_SettingsAndAugmentation", _augmentation_overrides(), bases=(_Settings,), frozen=True
+)
+_SettingsAndAugmentation.__module__ = __name__  # make_dataclass would say "types"
+
+
+@dataclass(frozen=True)
+class TrainConfig(_SettingsAndAugmentation):
+    """The settings of a training run: those of _Settings, then an optional override of each
+    Augmentation setting (cnnlab/augment_settings.py), all frozen."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -166,8 +185,11 @@ class TrainConfig:
             (self.threads is None or self.threads >= 1, "threads", "at least 1"),
             (0.0 <= self.test_fraction < 1.0, "test_fraction", "in [0, 1)"),
             (self.channels in (None, 1, 3), "channels", "1 or 3"),
-            *self._augmentation_checks(),
         ]
+        for name in AUGMENTATION_FIELDS:  # None keeps the data set's default
+            value = getattr(self, name)
+            expected = "" if value is None else out_of_range(name, value)
+            checks.append((not expected, name, expected))
         if self.image_size is not None:
             from cnnlab.data.folder import parse_image_size  # imports torch: only when needed
 
@@ -185,23 +207,6 @@ class TrainConfig:
                     f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is invalid: "
                     f"choose one of {', '.join(choices)}."
                 )
-
-    def _augmentation_checks(self) -> list[tuple[bool, str, str]]:
-        def within(name: str, low: float, high: float) -> tuple[bool, str, str]:
-            value = getattr(self, name)
-            return (value is None or low <= value <= high, name, f"from {low} to {high}")
-
-        return [
-            within("hflip", 0, 1),
-            within("vflip", 0, 1),
-            within("crop_padding", 0, 1024),
-            within("rotate", 0, 180),
-            within("scale", 0, 0.9),
-            within("brightness", 0, 1),
-            within("contrast", 0, 1),
-            within("noise", 0, 1),
-            within("erase", 0, 1),
-        ]
 
     def load_options(self) -> LoadOptions:
         """How a folder: source is decoded (named data sets only check the size and bands)."""
