@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.commands.ops_pipeline import STEP_KINDS, parse_pipeline, parse_size
 from cnnlab.errors import ConfigError
+from cnnlab.ops.pipeline import STEP_KINDS, parse_pipeline, parse_size
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,1 +1,20 @@
-"""CLI commands beyond the core five; each module has `register(commands)` (cli.COMMAND_MODULES)."""
+"""The `cnnlab` commands: one module each, cnnlab/commands/NAME.py, whose `register(subparsers)`
+adds its sub-parser with `handler` set; the flags several share are in `common`.
+
+COMMANDS lists them in workflow order (look at the data, design a network, train, use it) with
+the one-line purpose `cnnlab --help` shows; `cnnlab.cli` reads it to build the parser.
+"""
+
+COMMANDS: dict[str, str] = {
+    "datasets": "list data sets and where they were found",
+    "augment": "write a PNG grid of augmented training images",
+    "models": "list the model registry",
+    "summary": "layer-by-layer shapes, parameters, MACs and receptive fields",
+    "ops": "apply the slides' image operations to images and draw every step",
+    "recipes": "list the per-data-set training recipes and what they reached",
+    "train": "train a model and write a run directory",
+    "evaluate": "score a trained run on a split and write RUN/eval/",
+    "predict": "classify image files with a trained run",
+    "explain": "explain a run: feature spaces per layer, neurons, where it looks",
+    "export": "write a trained run's model as ONNX for ONNX Runtime",
+}

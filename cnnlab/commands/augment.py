@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 import torch
 
+from cnnlab.commands import COMMANDS
+from cnnlab.commands.common import add_config_flag
 from cnnlab.errors import CnnlabError
+from cnnlab.training.config import TrainConfig
 
 GAP = 2  # pixels between tiles
 MIN_TILE = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
@@ -23,14 +27,12 @@ EPILOG = """examples:
 """
 
 
-def register(commands) -> None:
-    from cnnlab.cli import _add_config_flag
+def register(subparsers: Any) -> None:
     from cnnlab.data.augment import AUGMENTATION_FIELDS
-    from cnnlab.training.config import TrainConfig
 
-    parser = commands.add_parser(
+    parser = subparsers.add_parser(
         "augment",
-        help="write a PNG grid of augmented training images",
+        help=COMMANDS["augment"],
         description="Write a grid of training images and augmented versions of them as a PNG, "
         "using the same augmentation flags and per-data-set defaults as `cnnlab train`.",
         epilog=EPILOG,
@@ -45,16 +47,15 @@ def register(commands) -> None:
     wanted = DATA_FIELDS + ("augment",) + AUGMENTATION_FIELDS
     for field in dataclasses.fields(TrainConfig):
         if field.name in wanted:
-            _add_config_flag(parser, field, getattr(defaults, field.name))
-    parser.set_defaults(handler=_augment)
+            add_config_flag(parser, field, getattr(defaults, field.name))
+    parser.set_defaults(handler=run)
 
 
-def _augment(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from cnnlab.data.augment import augment_batch, batch_seed, resolve_augmentation
     from cnnlab.data.images import save_image_file
     from cnnlab.data.sources import load_dataset
     from cnnlab.data.splits import channel_mean_std
-    from cnnlab.training.config import TrainConfig
 
     if args.rows < 1 or args.variants < 1:
         raise CnnlabError("--rows and --variants must be at least 1.")

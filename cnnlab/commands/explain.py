@@ -5,7 +5,12 @@ feature maps, the first kernel bank and where the network looks, written under R
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from collections.abc import Sequence
+from typing import Any
+
+from cnnlab.commands import COMMANDS, common
 
 EPILOG = """examples:
   cnnlab explain runs/fmnist                       # everything, t-SNE, test split
@@ -35,18 +40,43 @@ masks/test/17.png). White (> 127) is the object.
 """
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+SHARED = ("split", "data", "data_dir", "checkpoint", "device")  # flags from commands.common
+# Help of the other ExplainConfig fields, each the flag of the same name; "{default}" is the
+# field's default, {parts} and {explainers} the names --what and --cam-methods take.
+FIELD_HELP = {
+    "layers": "comma-separated layers (default: input, feature_layers, last_hidden)",
+    "method": "2-D projection (default: {default})",
+    "what": "comma-separated parts, from: {parts} (default: all)",
+    "max_points": "at most this many images, a seeded random sample; 0 for all "
+    "(default: {default})",
+    "seed": "seed of the sample, projections and galleries (default: {default})",
+    "untrained": "also explain the untrained initialisation of the same spec "
+    "(before/after training)",
+    "pooling": "global feature of a layer: its maps flattened (average-pooled to at most "
+    "--max-features first) or averaged per channel (default: {default})",
+    "max_features": "cap on a flattened layer's dimensions (default: {default})",
+    "neighbours": "k of k-NN accuracy and neighbourhood hit (default: {default})",
+    "neuron_layers": "comma-separated layers for neuron maps (default: last_hidden)",
+    "neuron_classes": "comma-separated class names or indices, one neuron-map panel each "
+    "(default: the first 20 classes)",
+    "cam_methods": "comma-separated, from: {explainers} (default: all)",
+    "cam_layer": "layer of Grad-CAM(++) (default: the deepest spatial feature layer)",
+    "image_index": "image of the split whose feature maps are shown (default: {default})",
+    "per_cell": "images per confusion-matrix cell in the galleries (default: {default})",
+    "masks": "object masks mirroring the images (see below): report the share of importance "
+    "inside the object",
+    "batch_size": "images per forward pass (default: {default})",
+}
+METAVARS = {"masks": "DIR"}
 
 
-def register(commands) -> None:
+def register(subparsers: Any) -> None:
     from cnnlab.explain import EXPLAINERS, PROJECTIONS, WHAT, ExplainConfig
     from cnnlab.explain.features import POOLINGS
 
-    defaults = ExplainConfig()
-    parser = commands.add_parser(
+    parser = subparsers.add_parser(
         "explain",
-        help="explain a trained run: feature spaces per layer, neurons, where it looks",
+        help=COMMANDS["explain"],
         description="Explain a trained network on one split: projections of every layer's global "
         "features (coloured by class, misclassified marked), class separability against depth, "
         "neuron maps (Rauber et al. 2017), feature maps and the first kernel bank, and Grad-CAM, "
@@ -54,137 +84,52 @@ def register(commands) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run", metavar="RUN", help="run directory written by `cnnlab train`")
-    parser.add_argument(
-        "--split",
-        default=defaults.split,
-        choices=("test", "val", "train"),
-        help="split to explain (default: test)",
-    )
-    parser.add_argument(
-        "--layers",
-        type=_names,
-        default=defaults.layers,
-        help="comma-separated layers (default: input, feature_layers, last_hidden)",
-    )
-    parser.add_argument(
-        "--method",
-        default=defaults.method,
-        choices=PROJECTIONS.names(),
-        help=f"2-D projection (default: {defaults.method})",
-    )
-    parser.add_argument(
-        "--what",
-        type=_names,
-        default=defaults.what,
-        help=f"comma-separated parts, from: {','.join(WHAT)} (default: all)",
-    )
-    parser.add_argument(
-        "--max-points",
-        type=int,
-        default=defaults.max_points,
-        help="at most this many images, a seeded random sample; 0 for all "
-        f"(default: {defaults.max_points})",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=defaults.seed,
-        help="seed of the sample, projections and galleries (default: 0)",
-    )
-    parser.add_argument(
-        "--untrained",
-        action="store_true",
-        help="also explain the untrained initialisation of the same spec (before/after training)",
-    )
-    parser.add_argument(
-        "--pooling",
-        default=defaults.pooling,
-        choices=POOLINGS,
-        help="global feature of a layer: its maps flattened (average-pooled to at "
-        "most --max-features first) or averaged per channel (default: flatten)",
-    )
-    parser.add_argument(
-        "--max-features",
-        type=int,
-        default=defaults.max_features,
-        help=f"cap on a flattened layer's dimensions (default: {defaults.max_features})",
-    )
-    parser.add_argument(
-        "--neighbours",
-        type=int,
-        default=defaults.neighbours,
-        help=f"k of k-NN accuracy and neighbourhood hit (default: {defaults.neighbours})",
-    )
-    parser.add_argument(
-        "--neuron-layers",
-        type=_names,
-        default=defaults.neuron_layers,
-        help="comma-separated layers for neuron maps (default: last_hidden)",
-    )
-    parser.add_argument(
-        "--neuron-classes",
-        type=_names,
-        default=defaults.neuron_classes,
-        help="comma-separated class names or indices, one neuron-map panel each "
-        "(default: the first 20 classes)",
-    )
-    parser.add_argument(
-        "--cam-methods",
-        type=_names,
-        default=defaults.cam_methods,
-        help=f"comma-separated, from: {','.join(EXPLAINERS.names())} (default: all)",
-    )
-    parser.add_argument(
-        "--cam-layer",
-        default=None,
-        help="layer of Grad-CAM(++) (default: the deepest spatial feature layer)",
-    )
-    parser.add_argument(
-        "--image-index",
-        type=int,
-        default=defaults.image_index,
-        help="image of the split whose feature maps are shown (default: 0)",
-    )
-    parser.add_argument(
-        "--per-cell",
-        type=int,
-        default=defaults.per_cell,
-        help="images per confusion-matrix cell in the galleries (default: 6)",
-    )
-    parser.add_argument(
-        "--masks",
-        metavar="DIR",
-        help="object masks mirroring the images "
-        "(see below): report the share of importance inside the object",
-    )
-    parser.add_argument(
-        "--data",
-        help="read the images from this data source instead of the one "
-        "recorded in the run (same images and classes)",
-    )
-    parser.add_argument("--data-dir", help="folder to look for the data set in first")
-    parser.add_argument(
-        "--checkpoint",
-        default="best",
-        choices=("best", "last"),
-        help="best validation checkpoint or the newest one (default: best)",
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help=f"images per forward pass (default: {defaults.batch_size})",
-    )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    defaults = ExplainConfig()
+    common.add_run_argument(parser)
+    common.add_split_flag(parser, defaults.split)
+    names = {"parts": ",".join(WHAT), "explainers": ",".join(EXPLAINERS.names())}
+    choices = {"method": PROJECTIONS.names(), "pooling": POOLINGS}
+    for field in dataclasses.fields(ExplainConfig):
+        if field.name not in SHARED:
+            default = getattr(defaults, field.name)
+            text = FIELD_HELP[field.name].format(default=default, **names)
+            _add_field_flag(parser, field, default, text, choices.get(field.name))
+    common.add_data_flags(parser)
+    common.add_checkpoint_flag(parser)
+    common.add_device_flags(parser, runtime=False)
+    common.add_json_flag(parser, "the summary")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.set_defaults(handler=_explain)
+    parser.set_defaults(handler=run)
 
 
-def _explain(args: argparse.Namespace) -> int:
-    import dataclasses
+def _add_field_flag(
+    parser: argparse.ArgumentParser,
+    field: dataclasses.Field,
+    default: Any,
+    help: str,
+    choices: Sequence[str] | None,
+) -> None:
+    """`--max-points` for `max_points`; the value type follows the field's annotation: tuples
+    of names are comma-separated, booleans are switches."""
+    flag = "--" + field.name.replace("_", "-")
+    kind = str(field.type)
+    if kind == "bool":
+        parser.add_argument(flag, action="store_true", default=default, help=help)
+        return
+    value_type = (
+        common.comma_names if kind.startswith("tuple") else int if kind.startswith("int") else str
+    )
+    parser.add_argument(
+        flag,
+        type=value_type,
+        default=default,
+        choices=choices,
+        metavar=METAVARS.get(field.name),
+        help=help,
+    )
 
+
+def run(args: argparse.Namespace) -> int:
     from cnnlab.explain import ExplainConfig, explain_run
 
     fields = {f.name for f in dataclasses.fields(ExplainConfig)}

@@ -10,6 +10,8 @@ import argparse
 import json
 from typing import Any
 
+from cnnlab.commands import COMMANDS, common
+
 EPILOG = """examples:
   cnnlab export runs/digits                     # writes runs/digits/export/model-best.onnx
   cnnlab export runs/digits --checkpoint last --out lenet.onnx
@@ -22,10 +24,10 @@ the opset and the shapes; an export whose checkpoint is unchanged is reused, oth
 """
 
 
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
         "export",
-        help="write a trained run's model as ONNX for ONNX Runtime",
+        help=COMMANDS["export"],
         description="Export the model of a trained run to ONNX (float32, batch size free), "
         "check that ONNX Runtime gives the same logits as PyTorch, and write a JSON record "
         "beside it. Needs the optional packages onnx and onnxruntime "
@@ -33,25 +35,24 @@ def register(commands: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run", metavar="RUN", help="run directory written by `cnnlab train`")
+    common.add_run_argument(parser)
+    common.add_checkpoint_flag(parser, "--which")
     parser.add_argument(
-        "--checkpoint", "--which", dest="which", default="best", choices=("best", "last"),
-        help="best validation checkpoint or the newest one (default: best, else last)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--out", metavar="FILE.onnx", help="where to write (default: RUN/export/model-WHICH.onnx)"
+        "--out",
+        metavar="FILE.onnx",
+        help="where to write (default: RUN/export/model-CHECKPOINT.onnx)",
     )
     parser.add_argument(
         "--force", action="store_true", help="export again even if the existing file is current"
     )
-    parser.add_argument("--json", action="store_true", help="print the export record as JSON")
+    common.add_json_flag(parser, "the export record")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.inference.onnx import export_onnx, export_record_path
 
-    path = export_onnx(args.run, args.which, args.out, force=args.force)
+    path = export_onnx(args.run, args.checkpoint, args.out, force=args.force)
     record = json.loads(export_record_path(path).read_text(encoding="utf-8"))
     if args.json:
         print(json.dumps({"onnx": str(path), **record}, indent=2))

@@ -10,11 +10,16 @@ import json
 import math
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from cnnlab.commands.ops_pipeline import (
+from cnnlab.commands import COMMANDS, common
+from cnnlab.data.images import load_image_file
+from cnnlab.errors import CnnlabError, ConfigError, UnknownNameError
+from cnnlab.ops import KERNELS
+from cnnlab.ops.pipeline import (
     DEFAULT_PIPELINE,
     STEP_KINDS,
     KernelBankChoice,
@@ -23,9 +28,6 @@ from cnnlab.commands.ops_pipeline import (
     parse_size,
     run_pipeline,
 )
-from cnnlab.data.images import load_image_file
-from cnnlab.errors import CnnlabError, ConfigError, UnknownNameError
-from cnnlab.ops import KERNELS
 
 DEFAULT_MAX_SIDE = 512
 MAX_RANDOM_KERNELS = 64
@@ -58,16 +60,16 @@ transitions from left to right and blue the opposite; ReLU then keeps only the r
 """
 
 
-def register(commands) -> None:
+def register(subparsers: Any) -> None:
     steps = "\n".join(
         f"  {STEP_KINDS.get(c).usage():<32} {STEP_KINDS.get(c).title}" for c in STEP_KINDS
     )
     kernels = "\n".join(
         f"  {n:<14} {KERNELS.get(n).description} [{KERNELS.get(n).slide}]" for n in KERNELS
     )
-    parser = commands.add_parser(
+    parser = subparsers.add_parser(
         "ops",
-        help="apply the slides' image operations to an image and draw every step",
+        help=COMMANDS["ops"],
         description="Apply a pipeline of the seed slides' operations (linear, divisive and batch "
         "normalisation, convolution with a named or random kernel bank, activation, pooling) to "
         "image files, and write one PNG per step and image showing every band.",
@@ -113,7 +115,7 @@ def register(commands) -> None:
     )
     add("--grey", action="store_true", help="read the images as one grey band")
     add("--out", metavar="DIR", default="ops", help="folder for the PNGs (default: ./ops)")
-    add("--json", action="store_true", help="print what was written as JSON")
+    common.add_json_flag(parser, "what was written")
     parser.set_defaults(handler=run_ops_command)
 
 

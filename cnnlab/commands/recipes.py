@@ -6,19 +6,20 @@ import argparse
 import json
 from typing import Any
 
+from cnnlab.commands import COMMANDS, common
 from cnnlab.recipes import RECIPES
 
 
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
         "recipes",
-        help="list the training recipes (per-data-set defaults) and what they reached",
+        help=COMMANDS["recipes"],
         description="List the recipes `cnnlab train --recipe` takes. With --recipe auto (the "
         "default) a named data set trains with its own recipe; flags and --config override any "
         "of its settings. Each recipe was chosen on validation data and measured with "
         "benchmarks/speed.py (BENCHMARKS.md).",
     )
-    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    common.add_json_flag(parser, "the list")
     parser.set_defaults(handler=run)
 
 

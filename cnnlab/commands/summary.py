@@ -9,6 +9,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from cnnlab.commands import COMMANDS, common
 from cnnlab.errors import ConfigError
 from cnnlab.netspec import SPEC_GRAMMAR
 
@@ -24,10 +25,10 @@ EPILOG = (
 )
 
 
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
         "summary",
-        help="layer-by-layer shapes, parameters, MACs and receptive fields of a model",
+        help=COMMANDS["summary"],
         description="Show one row per layer of a registered model or a network spec: output "
         "shape, trainable parameters, multiply-accumulates and receptive field, then the totals. "
         "If the input is too small for the network, the table stops at the layer that fails and "
@@ -49,7 +50,7 @@ def register(commands: Any) -> None:
         "--model-options", action="append", default=[], metavar="KEY=VALUE",
         help="builder options as in `cnnlab train` (repeatable; VALUE parsed as JSON)",
     )  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    common.add_json_flag(parser, "the summary")
     parser.set_defaults(handler=run)
 
 

@@ -1,0 +1,161 @@
+"""`cnnlab train`: train a model and write a run directory; one flag per TrainConfig field."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnnlab.commands import COMMANDS
+from cnnlab.commands.common import add_config_flag
+from cnnlab.errors import CnnlabError
+from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
+
+RESUMABLE = {"data_dir", "device", "threads"}  # the settings --resume may change
+EPILOG = """examples:
+  cnnlab train --data digits --model small-cnn --epochs 10 --out runs/digits
+  cnnlab train --data digits --model "[[conv32 -> relu]*2 -> pool]*3 -> fc" --out runs/spec
+  CNNLAB_DATA=../shared/datasets cnnlab train --data fashion-mnist --model lenet5 \\
+      --epochs 15 --out runs/fmnist-lenet
+  cnnlab train --config recipe.toml --learning-rate 0.1 --out runs/try2
+  cnnlab train --resume runs/fmnist-lenet      # continue after Ctrl-C or a crash
+
+A TOML file given with --config sets defaults for any of the long flags (names with - or _,
+optionally inside a [train] table); flags on the command line override it. Ctrl-C (or SIGTERM)
+finishes the current step, saves a checkpoint and exits with status 130 (143); --resume continues
+from it and ends with the same weights as an uninterrupted run on the CPU.
+"""
+
+
+def register(subparsers: Any) -> None:
+    from cnnlab.netspec import SPEC_GRAMMAR
+
+    parser = subparsers.add_parser(
+        "train",
+        help=COMMANDS["train"],
+        description="Train a CNN on a data set and write a run directory (config.json, "
+        "dataset.json, model.json, metrics.jsonl, checkpoints/).",
+        epilog=EPILOG + "\n" + SPEC_GRAMMAR,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument(
+        "--out", metavar="RUN", help="run directory to create (default: runs/DATA-MODEL)"
+    )
+    run_group.add_argument(
+        "--config", metavar="FILE.toml", help="TOML file of defaults for the flags below"
+    )
+    run_group.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the run in RUN from its newest good checkpoint (only --data-dir, --device "
+        "and --threads may be given with it)",
+    )
+    run_group.add_argument(
+        "--test",
+        action="store_true",
+        help="after training, score the best checkpoint on the test split in the same process, "
+        "as `cnnlab evaluate RUN` would (writes eval/test.json)",
+    )
+    run_group.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    run_group.add_argument("--quiet", action="store_true", help="no progress output")
+    settings = parser.add_argument_group("training settings (TrainConfig fields)")
+    defaults = {**TrainConfig().to_dict(), "recipe": "auto"}  # from_dict's default recipe
+    for field in dataclasses.fields(TrainConfig):
+        add_config_flag(settings, field, defaults[field.name])
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.training.run import train
+
+    config, out = _resolve_config(args)
+    result = train(config, out, resume=bool(args.resume), show_progress=not args.quiet)
+    summary = {
+        "run": str(result.run),
+        "status": result.status,
+        "epochs_done": result.epochs_done,
+        "global_step": result.global_step,
+        "best": result.best,
+        "last": result.last,
+    }
+    if args.test and result.status != "interrupted":
+        from cnnlab.inference import evaluate_run
+
+        test = evaluate_run(result.run, "test", data_dir=config.data_dir)
+        summary["test"] = {k: test[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    if result.status == "interrupted":
+        if not args.json:
+            print(f"Interrupted; resume with: cnnlab train --resume {result.run}", file=sys.stderr)
+        return 128 + (result.signal_number or signal.SIGINT)
+    return 0
+
+
+def _resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
+    """(TrainConfig, run directory): the flags given over --config's TOML, or over the stored
+    settings of the run that --resume continues."""
+    from cnnlab.models import resolve_model_argument
+
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)
+    }
+    if "model_options" in given:
+        given["model_options"] = dict(parse_model_option(t) for t in given["model_options"])
+    if args.resume:
+        not_allowed = sorted(set(given) - RESUMABLE)
+        if not_allowed or args.config or args.out:
+            extra = (
+                not_allowed + (["config"] if args.config else []) + (["out"] if args.out else [])
+            )
+            raise CnnlabError(
+                "--resume continues a run with the settings it was started with; these flags "
+                f"cannot change it: {', '.join('--' + n.replace('_', '-') for n in extra)}."
+            )
+        stored = _stored_settings(args.resume)
+        config = TrainConfig.from_dict({**stored, **given}, source=f"{args.resume}/config.json")
+        return config, Path(args.resume)
+    values = load_toml(args.config) if args.config else {}
+    config = TrainConfig.from_dict({**values, **given}, source=args.config or "flags")
+    # A spec in --model becomes the "spec" family with the spec as its option (model.json).
+    model, model_options = resolve_model_argument(config.model, config.model_options)
+    config = dataclasses.replace(config, model=model, model_options=model_options)
+    return config, Path(args.out or f"runs/{config.data}-{config.model}".replace(":", "-"))
+
+
+def _stored_settings(run_path: str) -> dict[str, Any]:
+    """The training settings a run was started with (its config.json), for --resume."""
+    from cnnlab.run.paths import RunDir
+
+    return RunDir(run_path).read("config.json").get("train", {})
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(f"run: {summary['run']} ({summary['status']}, {summary['epochs_done']} epochs)")
+    last, best = summary["last"], summary["best"]
+    if last and "val_accuracy" in last:
+        print(
+            f"last epoch: val accuracy {last['val_accuracy']:.4f}, "
+            f"balanced accuracy {last['val_balanced_accuracy']:.4f}, "
+            f"Cohen's kappa {last['val_cohen_kappa']:.4f}"
+        )
+    if best:
+        print(f"best: {best['monitor']} {best['best_score']:.4f} at epoch {best['best_epoch']}")
+    test = summary.get("test")
+    if test:
+        print(
+            f"test (best checkpoint): accuracy {test['accuracy']:.4f}, balanced accuracy "
+            f"{test['balanced_accuracy']:.4f}, Cohen's kappa {test['cohen_kappa']:.4f}; "
+            f"details in {summary['run']}/eval/"
+        )
+    else:
+        print(f"next: cnnlab evaluate {summary['run']}")
