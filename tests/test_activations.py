@@ -16,6 +16,7 @@ from cnnlab.layers.blocks import ClassifierHead, ConvNormAct, make_activation
 from cnnlab.models import ModelSpec, build_model
 from cnnlab.netspec import SPEC_GRAMMAR, Activation, parse_spec
 from cnnlab.ops import ACTIVATIONS, activation
+from cnnlab.ops.activations import accepted_names
 
 ORACLES = {
     "relu": F.relu,
@@ -39,6 +40,7 @@ def test_one_spelling_list_for_the_registry_the_grammar_and_its_help():
     assert f"  {' '.join(ACTIVATION_NAMES)}  activation\n" in SPEC_GRAMMAR
     assert not set(OLD_SPELLINGS) & set(ACTIVATION_NAMES)
     assert set(OLD_SPELLINGS.values()) <= set(ACTIVATION_NAMES)
+    assert accepted_names() == (*ACTIVATIONS.names(), *OLD_SPELLINGS)
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS.names())

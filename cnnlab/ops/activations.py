@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.activation_names import ACTIVATION_NAMES, current_spelling
+from cnnlab.activation_names import ACTIVATION_NAMES, OLD_SPELLINGS, current_spelling
 from cnnlab.registry import Registry
 
 LEAKY_SLOPE = 0.01  # lrelu's slope for negative inputs (torch's default)
@@ -59,6 +59,12 @@ if ACTIVATIONS.names() != sorted(ACTIVATION_NAMES):  # the grammar knows only AC
         f"cnnlab.activation_names.ACTIVATION_NAMES lists {sorted(ACTIVATION_NAMES)}; add or remove "
         "the name there too."
     )
+
+
+def accepted_names() -> tuple[str, ...]:
+    """Every name get_activation() takes: the registered ones, then the old spellings (which
+    warn), for command-line choices."""
+    return (*ACTIVATIONS.names(), *OLD_SPELLINGS)
 
 
 def get_activation(name: str, stacklevel: int = 1) -> ActivationKind:
