@@ -142,7 +142,8 @@ def test_help_and_the_light_commands_start_without_torch():
     code = (
         "import sys\nfrom cnnlab.cli import main\n"
         "for argv in (['--help'], ['datasets', '--help'], ['models', '--help'], "
-        "['recipes', '--help'], ['summary', '--help'], ['train', '--help']):\n"
+        "['recipes', '--help'], ['summary', '--help'], ['train', '--help'], "
+        "['augment', '--help']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
         "print('torch' in sys.modules, file=sys.stderr)"
     )

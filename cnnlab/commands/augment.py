@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from cnnlab.augment_settings import AUGMENTATION_FIELDS
 from cnnlab.commands import COMMANDS
 from cnnlab.commands.common import add_config_flag
 from cnnlab.errors import CnnlabError
 from cnnlab.training.config import TrainConfig
+
+if TYPE_CHECKING:  # torch is imported when the grid is drawn, so `--help` stays fast
+    import torch
 
 GAP = 2  # pixels between tiles
 MIN_TILE = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
@@ -28,8 +30,6 @@ EPILOG = """examples:
 
 
 def register(subparsers: Any) -> None:
-    from cnnlab.data.augment import AUGMENTATION_FIELDS
-
     parser = subparsers.add_parser(
         "augment",
         help=COMMANDS["augment"],
@@ -52,6 +52,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from cnnlab.data.augment import augment_batch, batch_seed, resolve_augmentation
     from cnnlab.data.images import save_image_file
     from cnnlab.data.sources import load_dataset
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _pick_rows(labels: torch.Tensor, count: int) -> torch.Tensor:
     """The first image of each class in turn, so every class shows up before any repeats."""
+    import torch
+
     picked: list[int] = []
     members = [torch.nonzero(labels == c).flatten().tolist() for c in labels.unique().tolist()]
     depth = 0
@@ -94,6 +98,8 @@ def _pick_rows(labels: torch.Tensor, count: int) -> torch.Tensor:
 
 def _grid(tiles: torch.Tensor) -> torch.Tensor:
     """uint8 [R, K, C, H, W] -> one uint8 [C, height, width] image with gaps between tiles."""
+    import torch
+
     rows, columns, bands, height, width = tiles.shape
     factor = max(1, -(-MIN_TILE // max(height, width)))
     tiles = tiles.repeat_interleave(factor, dim=3).repeat_interleave(factor, dim=4)
