@@ -1,6 +1,5 @@
-"""Classification metrics in torch, with a terminal table, a confusion-matrix PNG and a CSV.
-
-Definitions follow scikit-learn (zero_division=0) so its functions serve as test oracles.
+"""The evaluation's outputs: a terminal table of the metrics, a confusion-matrix PNG and a CSV of
+predictions. The metrics themselves are computed in `cnnlab.metrics`.
 """
 
 from __future__ import annotations
@@ -14,127 +13,17 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_text
 
+# Re-exported so `from cnnlab.evaluation import classification_metrics` keeps working for callers
+# written before the metrics moved to cnnlab.metrics; new code imports cnnlab.metrics.
+from cnnlab.metrics import check_labels, classification_metrics, confusion_matrix, safe_divide
 
-def _check_labels(name: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    if not isinstance(labels, torch.Tensor):
-        raise CnnlabError(f"{name} must be a torch.Tensor of class indices, got {type(labels)}.")
-    if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise CnnlabError(
-            f"{name} must be a 1-D integer tensor of class indices, got shape "
-            f"{tuple(labels.shape)} and dtype {labels.dtype}. Pass class indices, not one-hot "
-            "vectors or scores (use .argmax(dim=1) for scores)."
-        )
-    labels = labels.detach().cpu().long()
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
-        raise CnnlabError(
-            f"{name} contains label {bad}, but there are {num_classes} classes (expected labels "
-            f"0..{num_classes - 1}). Check that class_names matches the data set's classes."
-        )
-    return labels
-
-
-def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """Element-wise division that gives 0.0 where the denominator is 0 (zero_division=0)."""
-    has_value = denominator > 0
-    return torch.where(has_value, numerator / torch.where(has_value, denominator, 1.0), 0.0)
-
-
-def confusion_matrix(
-    targets: torch.Tensor, predictions: torch.Tensor, num_classes: int
-) -> torch.Tensor:
-    """Counts as int64 [K, K]: rows are true classes, columns are predicted classes."""
-    if num_classes < 1:
-        raise CnnlabError(f"num_classes must be at least 1, got {num_classes}.")
-    targets = _check_labels("targets", targets, num_classes)
-    predictions = _check_labels("predictions", predictions, num_classes)
-    if len(targets) != len(predictions):
-        raise CnnlabError(
-            f"targets has {len(targets)} entries but predictions has {len(predictions)}; "
-            "they must describe the same samples in the same order."
-        )
-    flat = torch.bincount(targets * num_classes + predictions, minlength=num_classes**2)
-    return flat.reshape(num_classes, num_classes)
-
-
-def classification_metrics(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    class_names: list[str],
-    top_k: tuple[int, ...] = (1, 5),
-) -> dict:
-    """Accuracy, top-k, balanced accuracy, kappa, per-class and macro/weighted scores as JSON types.
-
-    Macro averages are plain means over all K classes, so a class absent from both targets and
-    predictions counts as 0.0. Cohen's kappa is reported as 0.0 when it is undefined (every
-    target and prediction is the same single class).
-    """
-    num_classes = len(class_names)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
-        raise CnnlabError(f"logits must be a [N, K] tensor, got {shape}.")
-    logits = logits.detach().cpu().double()  # [N, K]
-    if logits.shape[1] != num_classes:
-        raise CnnlabError(
-            f"logits have {logits.shape[1]} columns but {num_classes} class names were given; "
-            "pass the class names of the model's output layer, in order."
-        )
-    if logits.shape[0] == 0:
-        raise CnnlabError("logits are empty (0 samples); evaluate on at least one sample.")
-    if not torch.isfinite(logits).all():
-        raise CnnlabError("logits contain NaN or infinite values; the model output is broken.")
-    targets = _check_labels("targets", targets, num_classes)
-    if len(targets) != len(logits):
-        raise CnnlabError(
-            f"logits have {len(logits)} rows but targets has {len(targets)} entries; "
-            "they must describe the same samples in the same order."
-        )
-    if any(k < 1 for k in top_k):
-        raise CnnlabError(f"top_k values must be at least 1, got {top_k}.")
-
-    num_samples = len(targets)
-    counts = confusion_matrix(targets, logits.argmax(dim=1), num_classes)  # [K, K]
-    cm = counts.double()
-    correct = cm.diagonal()
-    support = cm.sum(dim=1)  # true samples per class
-    predicted = cm.sum(dim=0)  # predictions per class
-    precision = _safe_divide(correct, predicted)
-    recall = _safe_divide(correct, support)
-    f1 = _safe_divide(2 * correct, support + predicted)
-
-    top_k_accuracy = {}
-    for k in sorted(set(top_k)):
-        if k <= num_classes:
-            hits = (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1)
-            top_k_accuracy[str(k)] = hits.double().mean().item()
-
-    observed = correct.sum() / num_samples
-    expected = (support * predicted).sum() / num_samples**2
-    kappa = ((observed - expected) / (1 - expected)).item() if expected < 1 else 0.0
-
-    return {
-        "num_samples": num_samples,
-        "accuracy": observed.item(),
-        "top_k_accuracy": top_k_accuracy,
-        "balanced_accuracy": recall[support > 0].mean().item(),
-        "cohen_kappa": kappa,
-        "macro_precision": precision.mean().item(),
-        "macro_recall": recall.mean().item(),
-        "macro_f1": f1.mean().item(),
-        "weighted_f1": ((f1 * support).sum() / num_samples).item(),
-        "per_class": [
-            {
-                "class": name,
-                "precision": precision[i].item(),
-                "recall": recall[i].item(),
-                "f1": f1[i].item(),
-                "support": int(support[i].item()),
-            }
-            for i, name in enumerate(class_names)
-        ],
-        "confusion_matrix": counts.tolist(),
-        "confusion_matrix_normalized": _safe_divide(cm, support[:, None]).tolist(),
-    }
+__all__ = [
+    "classification_metrics",
+    "confusion_matrix",
+    "format_metrics_table",
+    "save_confusion_matrix_png",
+    "write_predictions_csv",
+]
 
 
 def format_metrics_table(metrics: dict) -> str:
@@ -181,7 +70,7 @@ def save_confusion_matrix_png(
             f"The confusion matrix has shape {tuple(counts.shape)} but {num_classes} class names "
             f"were given; expected a square [{num_classes}, {num_classes}] matrix of counts."
         )
-    normalized = _safe_divide(counts.double(), counts.sum(dim=1, keepdim=True).double())
+    normalized = safe_divide(counts.double(), counts.sum(dim=1, keepdim=True).double())
 
     side = min(4.0 + 0.45 * num_classes, 40.0)  # inches; grows with K, capped for huge K
     font_size = max(5.0, min(10.0, 400.0 / max(num_classes, 1)))
@@ -228,14 +117,49 @@ def write_predictions_csv(
 
     The top columns read "name:probability"; true and correct are left out when targets is None.
     """
-    num_classes = len(class_names)
+    probabilities = _checked_probabilities(probabilities, len(sample_ids), len(class_names))
+    if targets is not None:
+        targets = check_labels("targets", targets, len(class_names))
+        if len(targets) != len(sample_ids):
+            raise CnnlabError(
+                f"targets has {len(targets)} entries but there are {len(sample_ids)} sample ids; "
+                "they must describe the same samples in the same order."
+            )
+    if top_k < 1:
+        raise CnnlabError(f"top_k must be at least 1, got {top_k}.")
+    top_k = min(top_k, len(class_names))
+
+    # A stable sort, unlike topk, breaks ties towards the lower index as argmax does, so the
+    # predicted class and top1 always agree with argmax.
+    sorted_probabilities, sorted_indices = probabilities.sort(dim=1, descending=True, stable=True)
+    top_probabilities, top_indices = sorted_probabilities[:, :top_k], sorted_indices[:, :top_k]
+    has_targets = targets is not None
+    header = ["sample"] + (["true"] if has_targets else []) + ["predicted", "confidence"]
+    header += (["correct"] if has_targets else []) + [f"top{i + 1}" for i in range(top_k)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    target_list = targets.tolist() if has_targets else [None] * len(sample_ids)
+    for row, (sample_id, target) in enumerate(zip(sample_ids, target_list, strict=True)):
+        writer.writerow(
+            _prediction_cells(
+                sample_id, target, top_indices[row], top_probabilities[row], class_names
+            )
+        )
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _checked_probabilities(
+    probabilities: torch.Tensor, num_samples: int, num_classes: int
+) -> torch.Tensor:
+    """Probabilities as float64 [N, K] on the CPU, or an error that says what is wrong."""
     if not isinstance(probabilities, torch.Tensor) or probabilities.dim() != 2:
         raise CnnlabError("probabilities must be a [N, K] tensor of class probabilities.")
     probabilities = probabilities.detach().cpu().double()  # [N, K]
-    if probabilities.shape != (len(sample_ids), num_classes):
+    if probabilities.shape != (num_samples, num_classes):
         raise CnnlabError(
             f"probabilities have shape {tuple(probabilities.shape)}, expected "
-            f"[{len(sample_ids)}, {num_classes}] (one row per sample id, one column per class)."
+            f"[{num_samples}, {num_classes}] (one row per sample id, one column per class)."
         )
     in_range = (probabilities >= 0) & (probabilities <= 1)  # False for NaN too
     if not in_range.all():
@@ -244,39 +168,26 @@ def write_predictions_csv(
             f"{probabilities.min().item():.4g} to {probabilities.max().item():.4g} (or hold NaN). "
             "If these are logits, pass torch.softmax(logits, dim=1) instead."
         )
-    if targets is not None:
-        targets = _check_labels("targets", targets, num_classes)
-        if len(targets) != len(sample_ids):
-            raise CnnlabError(
-                f"targets has {len(targets)} entries but there are {len(sample_ids)} sample ids; "
-                "they must describe the same samples in the same order."
-            )
-    if top_k < 1:
-        raise CnnlabError(f"top_k must be at least 1, got {top_k}.")
-    top_k = min(top_k, num_classes)
+    return probabilities
 
-    # A stable sort, unlike topk, breaks ties towards the lower index as argmax does, so the
-    # predicted class and top1 always agree with argmax.
-    sorted_probabilities, sorted_indices = probabilities.sort(dim=1, descending=True, stable=True)
-    top_probabilities, top_indices = sorted_probabilities[:, :top_k], sorted_indices[:, :top_k]
-    header = ["sample"] + (["true"] if targets is not None else []) + ["predicted", "confidence"]
-    header += (["correct"] if targets is not None else []) + [f"top{i + 1}" for i in range(top_k)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for row, sample_id in enumerate(sample_ids):
-        predicted = int(top_indices[row, 0])
-        cells = [sample_id]
-        if targets is not None:
-            cells.append(class_names[int(targets[row])])
-        cells += [class_names[predicted], f"{top_probabilities[row, 0].item():.6f}"]
-        if targets is not None:
-            cells.append("1" if predicted == int(targets[row]) else "0")
-        cells += [
-            f"{class_names[index]}:{probability:.6f}"
-            for index, probability in zip(
-                top_indices[row].tolist(), top_probabilities[row].tolist(), strict=True
-            )
-        ]
-        writer.writerow(cells)
-    atomic_write_text(path, buffer.getvalue())
+
+def _prediction_cells(
+    sample_id: str,
+    target: int | None,
+    top_indices: torch.Tensor,
+    top_probabilities: torch.Tensor,
+    class_names: list[str],
+) -> list[str]:
+    """One CSV row; `top_indices` and `top_probabilities` [k] are sorted, most probable first."""
+    predicted = int(top_indices[0])
+    cells = [sample_id]
+    if target is not None:
+        cells.append(class_names[target])
+    cells += [class_names[predicted], f"{top_probabilities[0].item():.6f}"]
+    if target is not None:
+        cells.append("1" if predicted == target else "0")
+    cells += [
+        f"{class_names[index]}:{probability:.6f}"
+        for index, probability in zip(top_indices.tolist(), top_probabilities.tolist(), strict=True)
+    ]
+    return cells

@@ -1,4 +1,5 @@
-"""Tests for cnnlab.evaluation: every metric against scikit-learn, plus a hand-computed example."""
+"""Tests for cnnlab.metrics and cnnlab.evaluation: every metric against scikit-learn (also the
+training loop's `evaluate`, which picks the best checkpoint), plus a hand-computed example."""
 
 import csv
 import json
@@ -7,15 +8,14 @@ import pytest
 import torch
 from PIL import Image
 from sklearn import metrics as skm
+from torch import nn
 
+from cnnlab.data.loader import Normalizer
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluation import (
-    classification_metrics,
-    confusion_matrix,
-    format_metrics_table,
-    save_confusion_matrix_png,
-    write_predictions_csv,
-)
+from cnnlab.evaluation import format_metrics_table, save_confusion_matrix_png, write_predictions_csv
+from cnnlab.metrics import classification_metrics, confusion_matrix, summary_scores
+from cnnlab.runtime.predict import StepSettings
+from cnnlab.training.loop import evaluate
 
 CLASS_NAMES = ["cat", "dog", "bird", "fish", "frog", "horse"]
 
@@ -83,6 +83,48 @@ def test_classification_metrics_match_sklearn(random_case):
     )
     assert result["confusion_matrix_normalized"][4] == [0.0] * 6
     assert json.loads(json.dumps(result)) == result  # plain JSON-ready types
+
+
+class FixedLogits(nn.Module):
+    """A "model" that returns preset logits: image i (every pixel holds i) gets row i."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[x[:, 0, 0, 0].round().long()]
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_training_evaluate_matches_sklearn(random_case):
+    logits, targets = random_case
+    y_true, y_pred = targets.numpy(), logits.argmax(dim=1).numpy()
+    assert 4 not in y_true and 4 in y_pred  # a class only predicted
+    assert 5 in y_true and 5 not in y_pred  # a class never predicted
+    index_images = torch.arange(len(targets)).view(-1, 1, 1, 1).to(torch.uint8)
+    settings = StepSettings(Normalizer((0.0,), (1 / 255,)))  # the model sees the index itself
+    result = evaluate(FixedLogits(logits), index_images, targets, settings, batch_size=16)
+
+    assert list(result) == ["loss", "accuracy", "balanced_accuracy", "cohen_kappa"]
+    probabilities = logits.double().softmax(dim=1).numpy()
+    assert result["loss"] == pytest.approx(skm.log_loss(y_true, probabilities, labels=range(6)))
+    assert result["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert result["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
+    assert result["cohen_kappa"] == pytest.approx(skm.cohen_kappa_score(y_true, y_pred))
+    full = classification_metrics(logits, targets, CLASS_NAMES)  # one implementation, one answer
+    assert all(full[key] == result[key] for key in ("accuracy", "balanced_accuracy", "cohen_kappa"))
+
+
+def test_summary_scores_of_a_confusion_matrix():
+    # Rows true, columns predicted; class 2 is never a target, so balanced accuracy skips it.
+    counts = torch.tensor([[3, 1, 0], [2, 4, 1], [0, 0, 0]])
+    scores = summary_scores(counts)
+    assert list(scores) == ["accuracy", "balanced_accuracy", "cohen_kappa"]
+    assert scores["accuracy"] == pytest.approx(7 / 11)
+    assert scores["balanced_accuracy"] == pytest.approx((3 / 4 + 4 / 7) / 2)
+    expected = (4 * 5 + 7 * 5 + 0 * 1) / 11**2
+    assert scores["cohen_kappa"] == pytest.approx((7 / 11 - expected) / (1 - expected))
 
 
 def test_hand_computed_two_class_example():

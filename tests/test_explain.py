@@ -292,6 +292,42 @@ def test_overlay_and_object_share():
     assert object_share(torch.zeros(1, 2, 2), mask).isnan().all()
 
 
+def test_gallery_rows_follow_the_confusion_matrix():
+    from sklearn.metrics import confusion_matrix as sklearn_confusion
+
+    from cnnlab.explain.cam_reports import ScoredImages, select_gallery_rows
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    predictions = torch.tensor([0, 1, 1, 1, 0, 1, 0, 0, 2, 1])
+    logits = 5.0 * nn.functional.one_hot(predictions, 3).float()
+    logits[:, 0] += torch.linspace(0, 1, 10)  # distinct losses, same predictions
+    images = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
+    ids = [f"folder/{i}.png" for i in range(10)]
+    scored = ScoredImages.from_logits(images, labels, ids, ["a", "b", "c"], logits)
+    chosen = select_gallery_rows(scored, per_cell=2, seed=0)
+
+    counts = sklearn_confusion(labels.numpy(), predictions.numpy(), labels=range(3))
+    assert chosen.counts.tolist() == counts.tolist()
+    # Off-diagonal cells by count, ties broken by position: (0,1) 2, (2,0) 2, (1,0) 1, (2,1) 1.
+    assert list(chosen.confused) == [(0, 1), (2, 0), (1, 0), (2, 1)]
+    for (true, predicted), rows in chosen.confused.items():
+        assert len(rows) == min(2, counts[true, predicted]) and rows == sorted(rows)
+        assert all(labels[r] == true and predictions[r] == predicted for r in rows)
+    assert chosen.correct[0] == [0] and chosen.correct[2] == [8] and chosen.correct[1] == [3, 5]
+    assert chosen.first_correct == [0, 3, 8]
+    assert chosen.top_losses == scored.losses.argsort(descending=True).tolist()
+    assert chosen.all_rows == list(range(10))
+    assert scored.entry(4) | {"loss": 0} == {
+        "row": 4,
+        "sample_id": "folder/4.png",
+        "true": "b",
+        "predicted": "a",
+        "confidence": round(float(logits[4].softmax(0)[0]), 4),
+        "loss": 0,
+    }
+    assert scored.short_id(4) == "4.png"
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     from cnnlab.training.config import TrainConfig

@@ -5,20 +5,26 @@ the object per class (the seeds' "decisions must rest on the object, not the bac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.cam import build_explainer, object_share
+from cnnlab.explain.cam import Explainer, build_explainer, object_share
+from cnnlab.explain.contracts import Options, Report
 from cnnlab.explain.galleries import overlay, plot_tile_rows, to_rgb
 from cnnlab.explain.image_reports import layer_outputs
 from cnnlab.explain.plots import new_figure, save_figure
 from cnnlab.fileio import atomic_write_json
+from cnnlab.metrics import confusion_matrix
 from cnnlab.runtime.predict import StepSettings, predict_logits, prepare
+
+if TYPE_CHECKING:
+    from cnnlab.run.records import DatasetRecord
 
 MAX_CONFUSION_CELLS = 10
 TOP_LOSSES = 12
@@ -38,193 +44,289 @@ def deepest_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
     return spatial[-1]
 
 
+@dataclass(frozen=True)
+class ScoredImages:
+    """The images explained, with the trained network's verdict on each: what the galleries show."""
+
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # [N] int64
+    sample_ids: list[str]
+    class_names: list[str]
+    predictions: torch.Tensor  # [N]
+    probabilities: torch.Tensor  # [N, K]
+    losses: torch.Tensor  # [N]: cross-entropy of each image
+
+    @classmethod
+    def from_logits(
+        cls,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        sample_ids: list[str],
+        class_names: list[str],
+        logits: torch.Tensor,
+    ) -> ScoredImages:
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        probabilities = torch.softmax(logits, dim=1)
+        predictions = logits.argmax(1)
+        return cls(images, labels, sample_ids, class_names, predictions, probabilities, losses)
+
+    def entry(self, row: int) -> dict[str, Any]:
+        """One image as galleries.json lists it."""
+        predicted = int(self.predictions[row])
+        return {
+            "row": row,
+            "sample_id": self.sample_ids[row],
+            "true": self.class_names[int(self.labels[row])],
+            "predicted": self.class_names[predicted],
+            "confidence": round(float(self.probabilities[row, predicted]), 4),
+            "loss": round(float(self.losses[row]), 4),
+        }
+
+    def short_id(self, row: int) -> str:
+        """A caption-sized sample id: the file name of a path."""
+        sample_id = self.sample_ids[row]
+        return Path(sample_id).name if "/" in sample_id else sample_id
+
+
+@dataclass(frozen=True)
+class GalleryRows:
+    """Which images each gallery shows, as row indices into ScoredImages."""
+
+    counts: torch.Tensor  # [K, K] confusion matrix of the explained images
+    correct: dict[int, list[int]]  # class -> a seeded draw of its correctly classified images
+    confused: dict[tuple[int, int], list[int]]  # (true, predicted) -> images; frequent cells first
+    top_losses: list[int]
+    first_correct: list[int]  # one correct image of each of the first 10 classes that have one
+
+    @property
+    def all_rows(self) -> list[int]:
+        galleries = [*self.correct.values(), *self.confused.values(), self.top_losses]
+        return sorted({row for rows in galleries for row in rows})  # first_correct: in correct
+
+
 def _pick(rows: torch.Tensor, count: int, seed: int) -> list[int]:
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
     return rows[order[:count]].sort().values.tolist()
 
 
+def _cell_rows(scored: ScoredImages, true: int, predicted: int, count: int, seed: int) -> list[int]:
+    """A seeded draw of `count` images of one confusion-matrix cell, in row order."""
+    in_cell = (scored.labels == true) & (scored.predictions == predicted)
+    return _pick(torch.nonzero(in_cell).flatten(), count, seed)
+
+
+def select_gallery_rows(scored: ScoredImages, per_cell: int, seed: int) -> GalleryRows:
+    """Per class its correct images, the most frequent confusion cells, and the top losses."""
+    k = len(scored.class_names)
+    counts = confusion_matrix(scored.labels, scored.predictions, k)  # [K, K]
+    correct = {c: _cell_rows(scored, c, c, per_cell, seed + c) for c in range(k)}
+    off_diagonal = counts.clone().fill_diagonal_(0).flatten()
+    frequent = off_diagonal.argsort(descending=True, stable=True)  # ties: lower index first
+    shown = min(MAX_CONFUSION_CELLS, int((off_diagonal > 0).sum()))
+    cells = [divmod(index, k) for index in frequent[:shown].tolist()]
+    confused = {(t, p): _cell_rows(scored, t, p, per_cell, seed + t * k + p) for t, p in cells}
+    top_losses = scored.losses.topk(min(TOP_LOSSES, len(scored.losses))).indices.tolist()
+    first_correct = [rows[0] for rows in correct.values() if rows][:10]
+    return GalleryRows(counts, correct, confused, top_losses, first_correct)
+
+
 def write_cam(
-    model,
-    images,
-    labels,
-    sample_ids,
-    logits,
-    record,
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    sample_ids: list[str],
+    logits: torch.Tensor | None,
+    record: DatasetRecord,
     settings: StepSettings,
-    config,
+    config: Options,
     out: Path,
-    report,
-) -> dict:
+    report: Report,
+) -> dict[str, Any]:
+    """`write_cam_reports` for images [N, C, H, W] uint8 and their labels [N]; `logits` [N, K]
+    are computed when None. (The call shape explain_run uses.)"""
+    if logits is None:
+        logits = predict_logits(model, images.to(_device(model)), settings)
+    scored = ScoredImages.from_logits(images, labels, sample_ids, list(record.class_names), logits)
+    return write_cam_reports(model, scored, record, settings, config, out, report)
+
+
+def write_cam_reports(
+    model: nn.Module,
+    scored: ScoredImages,
+    record: DatasetRecord,
+    settings: StepSettings,
+    config: Options,
+    out: Path,
+    report: Report,
+) -> dict[str, Any]:
     """Galleries of importance maps (for the predicted class) by confusion cell and top losses,
     a side-by-side of the methods, and with --masks the share of importance inside the object."""
-    device = next(model.parameters()).device
-    names = record["class_names"]
-    k = len(names)
-    if logits is None:
-        logits = predict_logits(model, images.to(device), settings)
-    predictions = logits.argmax(1)
-    probabilities = torch.softmax(logits, dim=1)
-    losses = F.cross_entropy(logits, labels, reduction="none")
+    device = _device(model)
     layer = config.cam_layer or deepest_spatial_layer(
-        model, prepare(images[:1].to(device), settings)
+        model, prepare(scored.images[:1].to(device), settings)
     )
     explainers = {m: build_explainer(m, model, layer) for m in config.cam_methods}
-
-    def entry(i: int) -> dict:
-        return {
-            "row": i,
-            "sample_id": sample_ids[i],
-            "true": names[int(labels[i])],
-            "predicted": names[int(predictions[i])],
-            "confidence": round(float(probabilities[i, predictions[i]]), 4),
-            "loss": round(float(losses[i]), 4),
-        }
-
-    correct = {
-        c: _pick(
-            torch.nonzero((labels == c) & (predictions == c)).flatten(),
-            config.per_cell,
-            config.seed + c,
-        )
-        for c in range(k)
-    }
-    counts = torch.bincount(labels * k + predictions, minlength=k * k).view(k, k)
-    off = counts.clone()
-    off.fill_diagonal_(0)
-    cells = [
-        divmod(int(i), k)
-        for i in off.flatten().argsort(descending=True, stable=True)
-        if off.flatten()[i] > 0
-    ][:MAX_CONFUSION_CELLS]
-    confused = {
-        (t, p): _pick(
-            torch.nonzero((labels == t) & (predictions == p)).flatten(),
-            config.per_cell,
-            config.seed + t * k + p,
-        )
-        for t, p in cells
-    }
-    top_losses = losses.topk(min(TOP_LOSSES, len(losses))).indices.tolist()
-    first_correct = [rows[0] for rows in correct.values() if rows][:10]
-    selected = sorted(
-        {
-            i
-            for rows in [*correct.values(), *confused.values(), top_losses, first_correct]
-            for i in rows
-        }
-    )
+    chosen = select_gallery_rows(scored, config.per_cell, config.seed)
     maps = {
-        m: _maps(explainer, images, predictions, selected, settings, device)
-        for m, explainer in explainers.items()
+        method: _maps(explainer, scored.images, scored.predictions, chosen.all_rows, settings)
+        for method, explainer in explainers.items()
     }
-    folder = out / "cam"
-
-    def tile(method: str, i: int, caption: str) -> tuple[torch.Tensor, str]:
-        return overlay(images[i], maps[method][i]), caption
-
-    def short(i: int) -> str:
-        return Path(sample_ids[i]).name if "/" in sample_ids[i] else sample_ids[i]
-
-    for method in explainers:
-        note = f"{method} for the predicted class" + (f" at {layer}" if "cam" in method else "")
-        rows = [
-            (
-                f"{names[c]}\n(correct)",
-                [
-                    tile(method, i, f"{short(i)} p={float(probabilities[i, c]):.2f}")
-                    for i in correct[c]
-                ],
-            )
-            for c in range(k)
-            if correct[c]
-        ]
-        plot_tile_rows(
-            rows,
-            f"Correctly classified, by class: {note}",
-            report.wrote(folder / f"{method}-correct.png", out.parent),
-        )
-        if cells:
-            rows = [
-                (
-                    f"true {names[t]}\n-> {names[p]}\n({int(counts[t, p])} images)",
-                    [
-                        tile(method, i, f"{short(i)} p={float(probabilities[i, p]):.2f}")
-                        for i in confused[(t, p)]
-                    ],
-                )
-                for t, p in cells
-            ]
-            plot_tile_rows(
-                rows,
-                f"The most frequent confusions (true -> predicted): {note}",
-                report.wrote(folder / f"{method}-confusions.png", out.parent),
-            )
-        loss_tiles = [
-            tile(
-                method,
-                i,
-                f"{names[int(labels[i])][:10]}->{names[int(predictions[i])][:10]}"
-                f" loss {float(losses[i]):.1f}",
-            )
-            for i in top_losses
-        ]
-        rows = [
-            (f"top losses\n{r + 1}-{r + len(loss_tiles[r : r + 6])}", loss_tiles[r : r + 6])
-            for r in range(0, len(loss_tiles), 6)
-        ]
-        plot_tile_rows(
-            rows,
-            f"The {len(top_losses)} highest losses (true->predicted): {note}",
-            report.wrote(folder / f"{method}-top-losses.png", out.parent),
-        )
-    rows = [
-        (
-            f"{names[int(labels[i])]}\n{short(i)}",
-            [(to_rgb(images[i]), "image")] + [tile(m, i, m) for m in explainers],
-        )
-        for i in first_correct
-    ]
-    plot_tile_rows(
-        rows,
-        f"The methods side by side (maps for the predicted class; CAMs at {layer})",
-        report.wrote(folder / "methods.png", out.parent),
-    )
-    result = {
+    _plot_galleries(scored, chosen, maps, layer, report, out)
+    gallery = {
         "layer": layer,
         "target": "predicted class",
         "methods": list(explainers),
-        "correct": {names[c]: [entry(i) for i in rows] for c, rows in correct.items()},
-        "confusions": [
-            {
-                "true": names[t],
-                "predicted": names[p],
-                "count": int(counts[t, p]),
-                "samples": [entry(i) for i in confused[(t, p)]],
-            }
-            for t, p in cells
-        ],
-        "top_losses": [entry(i) for i in top_losses],
+        **_gallery_entries(scored, chosen),
     }
-    atomic_write_json(report.wrote(folder / "galleries.json", out.parent), result)
+    atomic_write_json(report.wrote(out / "cam" / "galleries.json", out.parent), gallery)
     summary: dict[str, Any] = {"layer": layer, "methods": list(explainers)}
     if config.masks:
         summary["object_share"] = write_object_share(
-            explainers,
-            images,
-            labels,
-            predictions,
-            sample_ids,
-            record,
-            settings,
-            config,
-            out,
-            report,
+            explainers, scored, record, settings, config, out, report
         )
     return summary
 
 
-def _maps(explainer, images, targets, rows: list[int], settings, device, batch: int = 64) -> dict:
+Row = tuple[str, list[tuple[torch.Tensor, str]]]  # a gallery row: its label, captioned tiles
+
+
+def _plot_galleries(
+    scored: ScoredImages,
+    chosen: GalleryRows,
+    maps: dict[str, dict[int, torch.Tensor]],
+    layer: str,
+    report: Report,
+    out: Path,
+) -> None:
+    """Per method the correct, confusion and top-loss galleries; then the methods side by side."""
+    folder = out / "cam"
+    for method, method_maps in maps.items():
+        note = f"{method} for the predicted class" + (f" at {layer}" if "cam" in method else "")
+        plot_tile_rows(
+            _correct_rows(scored, chosen, method_maps),
+            f"Correctly classified, by class: {note}",
+            report.wrote(folder / f"{method}-correct.png", out.parent),
+        )
+        if chosen.confused:
+            plot_tile_rows(
+                _confusion_rows(scored, chosen, method_maps),
+                f"The most frequent confusions (true -> predicted): {note}",
+                report.wrote(folder / f"{method}-confusions.png", out.parent),
+            )
+        plot_tile_rows(
+            _top_loss_rows(scored, chosen, method_maps),
+            f"The {len(chosen.top_losses)} highest losses (true->predicted): {note}",
+            report.wrote(folder / f"{method}-top-losses.png", out.parent),
+        )
+    plot_tile_rows(
+        _side_by_side_rows(scored, chosen, maps),
+        f"The methods side by side (maps for the predicted class; CAMs at {layer})",
+        report.wrote(folder / "methods.png", out.parent),
+    )
+
+
+def _tile(
+    scored: ScoredImages, maps: dict[int, torch.Tensor], row: int, caption: str
+) -> tuple[torch.Tensor, str]:
+    return overlay(scored.images[row], maps[row]), caption
+
+
+def _correct_rows(
+    scored: ScoredImages, chosen: GalleryRows, maps: dict[int, torch.Tensor]
+) -> list[Row]:
+    def caption(i: int, c: int) -> str:
+        return f"{scored.short_id(i)} p={float(scored.probabilities[i, c]):.2f}"
+
+    return [
+        (
+            f"{scored.class_names[c]}\n(correct)",
+            [_tile(scored, maps, i, caption(i, c)) for i in rows],
+        )
+        for c, rows in chosen.correct.items()
+        if rows
+    ]
+
+
+def _confusion_rows(
+    scored: ScoredImages, chosen: GalleryRows, maps: dict[int, torch.Tensor]
+) -> list[Row]:
+    names = scored.class_names
+
+    def caption(i: int, p: int) -> str:
+        return f"{scored.short_id(i)} p={float(scored.probabilities[i, p]):.2f}"
+
+    return [
+        (
+            f"true {names[t]}\n-> {names[p]}\n({int(chosen.counts[t, p])} images)",
+            [_tile(scored, maps, i, caption(i, p)) for i in rows],
+        )
+        for (t, p), rows in chosen.confused.items()
+    ]
+
+
+def _top_loss_rows(
+    scored: ScoredImages, chosen: GalleryRows, maps: dict[int, torch.Tensor], per_row: int = 6
+) -> list[Row]:
+    names = scored.class_names
+
+    def caption(i: int) -> str:
+        true, predicted = names[int(scored.labels[i])], names[int(scored.predictions[i])]
+        return f"{true[:10]}->{predicted[:10]} loss {float(scored.losses[i]):.1f}"
+
+    tiles = [_tile(scored, maps, i, caption(i)) for i in chosen.top_losses]
+    return [
+        (f"top losses\n{r + 1}-{r + len(tiles[r : r + per_row])}", tiles[r : r + per_row])
+        for r in range(0, len(tiles), per_row)
+    ]
+
+
+def _side_by_side_rows(
+    scored: ScoredImages, chosen: GalleryRows, maps: dict[str, dict[int, torch.Tensor]]
+) -> list[Row]:
+    return [
+        (
+            f"{scored.class_names[int(scored.labels[i])]}\n{scored.short_id(i)}",
+            [(to_rgb(scored.images[i]), "image")]
+            + [_tile(scored, method_maps, i, method) for method, method_maps in maps.items()],
+        )
+        for i in chosen.first_correct
+    ]
+
+
+def _gallery_entries(scored: ScoredImages, chosen: GalleryRows) -> dict[str, Any]:
+    """The images of every gallery, as galleries.json lists them."""
+    names = scored.class_names
+    return {
+        "correct": {
+            names[c]: [scored.entry(i) for i in rows] for c, rows in chosen.correct.items()
+        },
+        "confusions": [
+            {
+                "true": names[t],
+                "predicted": names[p],
+                "count": int(chosen.counts[t, p]),
+                "samples": [scored.entry(i) for i in rows],
+            }
+            for (t, p), rows in chosen.confused.items()
+        ],
+        "top_losses": [scored.entry(i) for i in chosen.top_losses],
+    }
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _maps(
+    explainer: Explainer,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    rows: list[int],
+    settings: StepSettings,
+    batch: int = 64,
+) -> dict[int, torch.Tensor]:
     """Importance maps of the given rows, as {row: [H, W]} on the CPU."""
+    device = _device(explainer.model)
     result = {}
     for start in range(0, len(rows), batch):
         part = rows[start : start + batch]
@@ -250,7 +352,7 @@ def mask_path(masks_dir: Path, sample_id: str) -> Path | None:
 
 
 def load_masks(
-    masks_dir: str, sample_ids: list[str], record: dict
+    masks_dir: str, sample_ids: list[str], record: DatasetRecord
 ) -> tuple[list[int], torch.Tensor]:
     """(rows that have a mask, bool masks [M, H, W]) resized as the images were; object = bright."""
     from cnnlab.data.images import decode_image
@@ -258,14 +360,13 @@ def load_masks(
     root = Path(masks_dir)
     if not root.is_dir():
         raise CnnlabError(f"--masks '{root}' is not a folder of mask images.")
-    height, width = record["image_size"]
-    aspect = record.get("preprocess", {}).get("aspect", "stretch")
+    height, width = record.image_size
     rows, masks = [], []
     for row, sample_id in enumerate(sample_ids):
         path = mask_path(root, sample_id)
         if path is None:
             continue
-        pixels = decode_image(path, 1, (height, width), aspect=aspect)
+        pixels = decode_image(path, 1, (height, width), aspect=record.aspect)
         masks.append(torch.from_numpy(pixels)[0] > 127)
         rows.append(row)
         if len(rows) >= MAX_MASKED_IMAGES:
@@ -280,15 +381,18 @@ def load_masks(
 
 
 def write_object_share(
-    explainers, images, labels, predictions, sample_ids, record, settings, config, out, report
-) -> dict:
+    explainers: dict[str, Explainer],
+    scored: ScoredImages,
+    record: DatasetRecord,
+    settings: StepSettings,
+    config: Options,
+    out: Path,
+    report: Report,
+) -> dict[str, Any]:
     """Per class and method: the mean share of importance inside the object, beside the mean
     share of the image the object covers (what a map blind to the object would score)."""
-    device = next(iter(explainers.values())).model.parameters().__next__().device
-    rows, masks = load_masks(config.masks, sample_ids, record)
-    names = record["class_names"]
-    area = masks.float().flatten(1).mean(1)
-    row_labels = labels[rows]
+    rows, masks = load_masks(config.masks, scored.sample_ids, record)
+    area = masks.float().flatten(1).mean(1)  # [M]: the share of each image the object covers
     result: dict[str, Any] = {
         "images_with_masks": len(rows),
         "target": "predicted class",
@@ -296,71 +400,88 @@ def write_object_share(
         "methods": {},
     }
     for method, explainer in explainers.items():
-        maps = _maps(explainer, images, predictions, rows, settings, device)
-        share = object_share(torch.stack([maps[r] for r in rows]), masks)
-        per_class = {}
-        for c, name in enumerate(names):
-            members = (row_labels == c) & ~share.isnan()
-            if members.any():
-                per_class[name] = {
-                    "images": int(members.sum()),
-                    "share_inside": round(float(share[members].mean()), 4),
-                    "object_area": round(float(area[members].mean()), 4),
-                }
-        valid = ~share.isnan()
-        inside = float(share[valid].mean()) if valid.any() else float("nan")
-        mean_area = float(area[valid].mean()) if valid.any() else float("nan")
-        focus = inside / mean_area if mean_area > 0 else float("nan")
-        verdict = "concentrates on" if focus > 1.1 else "does not concentrate on"
-        result["methods"][method] = {
-            "share_inside": round(inside, 4) if valid.any() else None,
-            "object_area": round(mean_area, 4) if valid.any() else None,
-            "share_over_area": round(focus, 3) if valid.any() else None,
-            "statement": f"{method} puts {inside:.2f} of its importance inside objects that cover "
-            f"{mean_area:.2f} of the images ({focus:.2f}x what a map blind to the object would): "
-            f"it {verdict} the object.",
-            "per_class": per_class,
-        }
-    figure = new_figure(max(7.0, 0.7 * len(names) + 3), 4.6)
-    axes = figure.add_subplot()
-    width = 0.8 / (len(explainers) + 1)
-    for m, method in enumerate([*explainers, "object area"]):
-        values = [
-            result["methods"][method]["per_class"].get(n, {}).get("share_inside", 0.0)
-            if method in explainers
-            else next(
-                (
-                    v["object_area"]
-                    for v in (result["methods"][x]["per_class"].get(n) for x in explainers)
-                    if v
-                ),
-                0.0,
-            )
-            for n in names
-        ]
-        axes.bar(
-            [i + m * width for i in range(len(names))],
-            values,
-            width,
-            label=method,
-            color="lightgrey" if method == "object area" else None,
+        maps = _maps(explainer, scored.images, scored.predictions, rows, settings)
+        share = object_share(
+            torch.stack([maps[r] for r in rows]), masks
+        )  # [M]; NaN for an all-zero map
+        result["methods"][method] = _method_object_share(
+            method, share, area, scored.labels[rows], scored.class_names
         )
-    axes.set_xticks(
-        [i + 0.4 - width / 2 for i in range(len(names))],
-        labels=names,
-        rotation=30,
-        ha="right",
-        fontsize=8,
+    _plot_object_share(
+        result,
+        list(explainers),
+        scored.class_names,
+        report.wrote(out / "cam" / "object-share.png", out.parent),
     )
+    atomic_write_json(report.wrote(out / "cam" / "object-share.json", out.parent), result)
+    return result
+
+
+def _method_object_share(
+    method: str,
+    share: torch.Tensor,
+    area: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+) -> dict[str, Any]:
+    """One method's share of importance inside the objects [M], overall and per class, with a
+    plain statement of whether it concentrates on the object."""
+    valid = ~share.isnan()
+    per_class = {}
+    for c, name in enumerate(class_names):
+        members = (labels == c) & valid
+        if members.any():
+            per_class[name] = {
+                "images": int(members.sum()),
+                "share_inside": round(float(share[members].mean()), 4),
+                "object_area": round(float(area[members].mean()), 4),
+            }
+    inside = float(share[valid].mean()) if valid.any() else float("nan")
+    mean_area = float(area[valid].mean()) if valid.any() else float("nan")
+    focus = inside / mean_area if mean_area > 0 else float("nan")
+    verdict = "concentrates on" if focus > 1.1 else "does not concentrate on"
+    return {
+        "share_inside": round(inside, 4) if valid.any() else None,
+        "object_area": round(mean_area, 4) if valid.any() else None,
+        "share_over_area": round(focus, 3) if valid.any() else None,
+        "statement": f"{method} puts {inside:.2f} of its importance inside objects that cover "
+        f"{mean_area:.2f} of the images ({focus:.2f}x what a map blind to the object would): "
+        f"it {verdict} the object.",
+        "per_class": per_class,
+    }
+
+
+def _plot_object_share(
+    result: dict[str, Any], methods: list[str], class_names: list[str], path: Path
+) -> None:
+    """Bars per class: each method's share inside the object, then the object's area."""
+    per_class = {method: result["methods"][method]["per_class"] for method in methods}
+    bars = {
+        method: [per_class[method].get(n, {}).get("share_inside", 0.0) for n in class_names]
+        for method in methods
+    }
+    # A class's object area is the same for every method unless a method had no map for some
+    # of its images, so it is read from the first method that has the class.
+    bars["object area"] = [
+        next((v["object_area"] for v in (per_class[m].get(n) for m in methods) if v), 0.0)
+        for n in class_names
+    ]
+    figure = new_figure(max(7.0, 0.7 * len(class_names) + 3), 4.6)
+    axes = figure.add_subplot()
+    width = 0.8 / (len(methods) + 1)
+    positions = range(len(class_names))
+    for m, (label, values) in enumerate(bars.items()):
+        colour = "lightgrey" if label == "object area" else None
+        axes.bar([i + m * width for i in positions], values, width, label=label, color=colour)
+    ticks = [i + 0.4 - width / 2 for i in positions]
+    axes.set_xticks(ticks, labels=class_names, rotation=30, ha="right", fontsize=8)
     axes.set_ylim(0, 1)
     axes.set_ylabel("share of importance inside the object")
     axes.set_title(
         "Object, not background? Importance inside the mask vs the mask's area "
-        f"({len(rows)} images)",
+        f"({result['images_with_masks']} images)",
         fontsize=9,
     )
     axes.legend(fontsize=7)
     figure.tight_layout()
-    save_figure(figure, report.wrote(out / "cam" / "object-share.png", out.parent))
-    atomic_write_json(report.wrote(out / "cam" / "object-share.json", out.parent), result)
-    return result
+    save_figure(figure, path)

@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.hooks import INPUT, LAST_HIDDEN, classifier_name, hooks_attached
+from cnnlab.explain.hooks import (
+    INPUT,
+    LAST_HIDDEN,
+    ForwardHook,
+    ForwardPreHook,
+    classifier_name,
+    hooks_attached,
+)
 from cnnlab.runtime.predict import StepSettings, autocast, prepare
 
 POOLINGS = ("flatten", "gap")
@@ -120,55 +127,82 @@ def collect_features(
     `on_batch(done, total)` is called after each batch, for progress output."""
     if pooling not in POOLINGS:
         raise CnnlabError(f"Unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}.")
-    layers = list(dict.fromkeys(layers))  # drop repeats, keep the order
+    collector = _FeatureCollector(layers, pooling, max_features)
     device = next(model.parameters()).device
     model.eval()
-    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in layers}
-    shapes: dict[str, tuple[int, ...]] = {}
-    reductions: dict[str, str] = {}
-
-    def keep(name: str, activation: torch.Tensor) -> None:
-        vector, reductions[name] = global_vector(activation, pooling, max_features)
-        shapes[name] = tuple(activation.shape[1:])
-        parts[name].append((vector.cpu(), channel_means(activation).cpu()))
-
-    def output_hook(name: str):
-        return lambda module, inputs, output: keep(name, output)
-
-    def input_hook(name: str):
-        return lambda module, inputs: keep(name, inputs[0])
-
-    forward = {name: output_hook(name) for name in layers if name not in (INPUT, LAST_HIDDEN)}
-    forward_pre = {}
-    if LAST_HIDDEN in layers and len(images):
-        probe = prepare(images[:1].to(device), settings)
-        forward_pre[classifier_name(model, probe)] = input_hook(LAST_HIDDEN)
+    forward, forward_pre = collector.hooks(model, images[:1].to(device), settings)
     logits = []
     with hooks_attached(model, forward, forward_pre), torch.no_grad():
         for start in range(0, len(images), batch_size):
             x = prepare(images[start : start + batch_size].to(device), settings)
-            if INPUT in layers:
-                keep(INPUT, x)
+            if INPUT in collector.parts:
+                collector.keep(INPUT, x)
             with autocast(x.device, settings.precision):
                 logits.append(model(x).float().cpu())
             if on_batch is not None:
                 on_batch(min(start + batch_size, len(images)), len(images))
-    result = []
-    for name in layers:
-        if not parts[name]:
-            raise CnnlabError(
-                f"Layer {name!r} did not run in the forward pass, so it has no features; choose "
-                "layers that forward_features/forward_head use (`cnnlab summary` lists them)."
+    return collector.layer_features(len(images)), torch.cat(logits) if logits else torch.empty(0, 0)
+
+
+class _FeatureCollector:
+    """Receives layer outputs from the hooks and keeps only their global vectors, batch by batch."""
+
+    def __init__(self, layers: list[str], pooling: str, max_features: int) -> None:
+        self.pooling, self.max_features = pooling, max_features
+        names = list(dict.fromkeys(layers))  # drop repeats, keep the order
+        self.parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in names}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.reductions: dict[str, str] = {}
+
+    def keep(self, name: str, activation: torch.Tensor) -> None:
+        vector, self.reductions[name] = global_vector(activation, self.pooling, self.max_features)
+        self.shapes[name] = tuple(activation.shape[1:])
+        self.parts[name].append((vector.cpu(), channel_means(activation).cpu()))
+
+    def hooks(
+        self, model: nn.Module, probe_images: torch.Tensor, settings: StepSettings
+    ) -> tuple[dict[str, ForwardHook], dict[str, ForwardPreHook]]:
+        """(forward hooks, forward pre-hooks) by module name; the last hidden layer is the input
+        of the classifier, found by running `probe_images` (uint8, on the model's device)."""
+        forward = {
+            name: self._output_hook(name) for name in self.parts if name not in (INPUT, LAST_HIDDEN)
+        }
+        forward_pre = {}
+        if LAST_HIDDEN in self.parts and len(probe_images):
+            probe = prepare(probe_images, settings)
+            forward_pre[classifier_name(model, probe)] = self._input_hook(LAST_HIDDEN)
+        return forward, forward_pre
+
+    def _output_hook(self, name: str) -> ForwardHook:
+        return lambda module, inputs, output: self.keep(name, output)
+
+    def _input_hook(self, name: str) -> ForwardPreHook:
+        return lambda module, inputs: self.keep(name, inputs[0])
+
+    def layer_features(self, num_images: int) -> list[LayerFeatures]:
+        """The collected vectors per layer, in the order asked; an error for a layer that did
+        not give one vector per image."""
+        result = []
+        for name, parts in self.parts.items():
+            if not parts:
+                raise CnnlabError(
+                    f"Layer {name!r} did not run in the forward pass, so it has no features; "
+                    "choose layers that forward_features/forward_head use (`cnnlab summary` "
+                    "lists them)."
+                )
+            vectors, means = zip(*parts, strict=True)
+            if sum(len(v) for v in vectors) != num_images:
+                raise CnnlabError(
+                    f"Layer {name!r} runs more than once per forward pass (a shared module), so "
+                    "its output is not one vector per image; choose another layer."
+                )
+            result.append(
+                LayerFeatures(
+                    name,
+                    torch.cat(vectors),
+                    torch.cat(means),
+                    self.shapes[name],
+                    self.reductions[name],
+                )
             )
-        vectors, means = zip(*parts[name], strict=True)
-        if sum(len(v) for v in vectors) != len(images):
-            raise CnnlabError(
-                f"Layer {name!r} runs more than once per forward pass (a shared module), so its "
-                "output is not one vector per image; choose another layer."
-            )
-        result.append(
-            LayerFeatures(
-                name, torch.cat(vectors), torch.cat(means), shapes[name], reductions[name]
-            )
-        )
-    return result, torch.cat(logits) if logits else torch.empty(0, 0)
+        return result

@@ -5,12 +5,13 @@ the first convolution's kernel bank, and the top-activating images of selected n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.explain.contracts import Report, State
 from cnnlab.explain.galleries import (
     plot_band_grid,
     plot_kernel_bank,
@@ -26,7 +27,10 @@ from cnnlab.explain.hooks import (
     hooks_attached,
 )
 from cnnlab.fileio import atomic_write_json
-from cnnlab.runtime.predict import prepare
+from cnnlab.runtime.predict import StepSettings, prepare
+
+if TYPE_CHECKING:
+    from cnnlab.data.rundata import SplitData
 
 
 def layer_outputs(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
@@ -50,7 +54,15 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[
     return {name: outputs[name].float() for name in layers if name in outputs}
 
 
-def write_activations(model, split, layers, settings, image_index, out, report) -> dict:
+def write_activations(
+    model: nn.Module,
+    split: SplitData,
+    layers: list[str],
+    settings: StepSettings,
+    image_index: int,
+    out: Path,
+    report: Report,
+) -> dict[str, Any]:
     """Feature maps of one image of the split at every chosen layer, one band grid each."""
     if not 0 <= image_index < len(split.labels):
         raise CnnlabError(
@@ -80,7 +92,13 @@ def write_activations(model, split, layers, settings, image_index, out, report) 
     return {k: v for k, v in result.items() if k != "layers"} | {"layers": len(shown)}
 
 
-def write_filters(states, example_images, settings, root: Path, report) -> dict:
+def write_filters(
+    states: list[State],
+    example_images: torch.Tensor,
+    settings: StepSettings,
+    root: Path,
+    report: Report,
+) -> dict[str, Any]:
     """The first convolution's kernel bank of each model state, as images."""
     result: dict[str, Any] = {}
     for state in states:
@@ -98,8 +116,18 @@ def write_filters(states, example_images, settings, root: Path, report) -> dict:
     return result
 
 
-def write_top_images(images, labels, activations, auc, chosen, class_names, title, path) -> list:
-    """For each class, its best detector neuron's top-activating images, one row per class."""
+def write_top_images(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    activations: torch.Tensor,
+    auc: torch.Tensor,
+    chosen: list[int],
+    class_names: list[str],
+    title: str,
+    path: Path,
+) -> list[dict[str, Any]]:
+    """For each class, its best detector neuron's top-activating images, one row per class.
+    images uint8 [N, C, H, W], activations [N, U], auc [K, U], chosen: one neuron per class."""
     rows, described = [], []
     for c, neuron in enumerate(chosen):
         top = activations[:, neuron].topk(min(8, len(activations))).indices

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import TrainingAborted
+from cnnlab.metrics import confusion_matrix, summary_scores
 from cnnlab.runtime.predict import StepSettings, autocast, predict_logits, prepare
 
 
@@ -99,20 +100,7 @@ def evaluate(
     batch_size: int = 1024,
 ) -> dict[str, float]:
     """Loss, accuracy, balanced accuracy and Cohen's kappa on a split (plain cross-entropy)."""
-    logits = predict_logits(model, images, settings, batch_size)
+    logits = predict_logits(model, images, settings, batch_size)  # [N, K] on the CPU
     labels = labels.cpu()
-    predictions = logits.argmax(1)
-    num_classes = logits.shape[1]
-    counts = torch.bincount(labels * num_classes + predictions, minlength=num_classes**2)
-    confusion = counts.view(num_classes, num_classes).double()  # rows: true, columns: predicted
-    support, predicted = confusion.sum(1), confusion.sum(0)
-    present = support > 0
-    observed = confusion.diagonal().sum() / len(labels)
-    expected = (support * predicted).sum() / len(labels) ** 2
-    kappa = ((observed - expected) / (1 - expected)).item() if expected < 1 else 0.0
-    return {
-        "loss": F.cross_entropy(logits, labels).item(),
-        "accuracy": observed.item(),
-        "balanced_accuracy": (confusion.diagonal()[present] / support[present]).mean().item(),
-        "cohen_kappa": kappa,
-    }
+    counts = confusion_matrix(labels, logits.argmax(1), logits.shape[1])  # [K, K]
+    return {"loss": F.cross_entropy(logits, labels).item(), **summary_scores(counts)}
