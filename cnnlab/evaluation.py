@@ -13,17 +13,7 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_text
 
-# Re-exported so `from cnnlab.evaluation import classification_metrics` keeps working for callers
-# written before the metrics moved to cnnlab.metrics; new code imports cnnlab.metrics.
-from cnnlab.metrics import check_labels, classification_metrics, confusion_matrix, safe_divide
-
-__all__ = [
-    "classification_metrics",
-    "confusion_matrix",
-    "format_metrics_table",
-    "save_confusion_matrix_png",
-    "write_predictions_csv",
-]
+from cnnlab.metrics import check_labels, safe_divide
 
 
 def format_metrics_table(metrics: dict) -> str:

@@ -128,8 +128,8 @@ def test_balanced_order_draws_classes_equally_and_is_seeded():
 
 
 def test_evaluate_reports_balanced_accuracy_and_kappa_like_the_evaluation_module():
-    # cnnlab.evaluation is itself tested against scikit-learn (tests/test_evaluation.py).
-    from cnnlab.evaluation import classification_metrics
+    # cnnlab.metrics is itself tested against scikit-learn (tests/test_evaluation.py).
+    from cnnlab.metrics import classification_metrics
 
     rng = np.random.default_rng(0)
     targets = torch.from_numpy(rng.choice(3, 200, p=[0.7, 0.2, 0.1]))
