@@ -12,7 +12,6 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_text
-
 from cnnlab.metrics import check_labels, safe_divide
 
 
