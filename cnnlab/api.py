@@ -8,7 +8,6 @@ resolved the same way (recipe "auto" by default, a TOML file under them), so
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,28 +38,6 @@ class Run:
         return str(self.path)
 
 
-def train_config(settings: dict[str, Any], toml: str | os.PathLike | None = None, source: str = ""):
-    """A TrainConfig from settings named as flags, over a TOML file, over the data set's recipe.
-
-    A spec string in `model` becomes the "spec" family with the spec as its option, as model.json
-    records it. The command line builds its configuration with this function too.
-    """
-    from cnnlab.models import resolve_model_argument
-    from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
-
-    options = settings.get("model_options")
-    if isinstance(options, list | tuple):  # KEY=VALUE strings, as the flag gives them
-        settings = {**settings, "model_options": dict(parse_model_option(t) for t in options)}
-    values = {**(load_toml(toml) if toml else {}), **settings}
-    config = TrainConfig.from_dict(values, source=source or str(toml or "arguments"))
-    model, model_options = resolve_model_argument(config.model, config.model_options)
-    return dataclasses.replace(config, model=model, model_options=model_options)
-
-
-def default_out(data: str, model: str) -> Path:
-    return Path(f"runs/{data}-{model}".replace(":", "-"))
-
-
 def train(
     *,
     out: str | os.PathLike | None = None,
@@ -73,10 +50,11 @@ def train(
     `config` is a TOML file of defaults (as `--config`); `progress=False` is `--quiet`.
     Example: `cnnlab.train(data="digits", model="lenet5", epochs=3, out="runs/x")`.
     """
+    from cnnlab.training.resolve import default_out, resolve_config
     from cnnlab.training.run import train as train_run
 
-    resolved = train_config(settings, config)
-    path = Path(out) if out is not None else default_out(resolved.data, resolved.model)
+    resolved = resolve_config(settings, config)
+    path = Path(out) if out is not None else default_out(resolved)
     result = train_run(resolved, path, show_progress=progress)
     return Run(
         result.run, result.status, result.epochs_done, result.global_step, result.best, result.last
@@ -84,13 +62,12 @@ def train(
 
 
 def resume(run: str | os.PathLike, *, progress: bool = True, **settings: Any) -> Run:
-    """Continue an interrupted run from its newest good checkpoint (`cnnlab train --resume`)."""
-    from cnnlab.run.paths import RunDir
-    from cnnlab.training.config import TrainConfig
+    """Continue an interrupted run from its newest good checkpoint (`cnnlab train --resume`);
+    only data_dir, device and threads may be given."""
+    from cnnlab.training.resolve import resume_config
     from cnnlab.training.run import train as train_run
 
-    stored = RunDir(run).config_record().train
-    resolved = TrainConfig.from_dict({**stored, **settings}, source=f"{os.fspath(run)}/config.json")
+    resolved = resume_config(run, settings)
     result = train_run(resolved, Path(run), resume=True, show_progress=progress)
     return Run(
         result.run, result.status, result.epochs_done, result.global_step, result.best, result.last

@@ -88,8 +88,8 @@ def test_bad_inputs_say_what_is_expected(digits_run):
 
 
 def test_the_api_and_the_command_line_resolve_the_same_settings(monkeypatch):
-    from cnnlab.api import train_config
     from cnnlab.cli import main
+    from cnnlab.training.resolve import resolve_config
 
     captured = {}
 
@@ -100,7 +100,7 @@ def test_the_api_and_the_command_line_resolve_the_same_settings(monkeypatch):
     monkeypatch.setattr("cnnlab.training.run.train", fake_train)
     args = ["--data", "mnist", "--epochs", "2", "--model-options", "dropout=0.1"]
     assert main(["train", *args]) == 2
-    api = train_config({"data": "mnist", "epochs": 2, "model_options": ["dropout=0.1"]})
+    api = resolve_config({"data": "mnist", "epochs": 2, "model_options": ["dropout=0.1"]})
     assert captured["config"] == api
     assert api.recipe == "mnist" and api.model == "spec" and api.batch_size == 128  # the recipe's
 

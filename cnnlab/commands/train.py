@@ -13,9 +13,8 @@ from typing import Any
 from cnnlab.commands import COMMANDS
 from cnnlab.commands.common import add_config_flag
 from cnnlab.errors import CnnlabError
-from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
+from cnnlab.training.config import TrainConfig
 
-RESUMABLE = {"data_dir", "device", "threads"}  # the settings --resume may change
 EPILOG = """examples:
   cnnlab train --data digits --model small-cnn --epochs 10 --out runs/digits
   cnnlab train --data digits --model "[[conv32 -> relu]*2 -> pool]*3 -> fc" --out runs/spec
@@ -101,42 +100,24 @@ def run(args: argparse.Namespace) -> int:
 
 def _resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     """(TrainConfig, run directory): the flags given over --config's TOML, or over the stored
-    settings of the run that --resume continues."""
-    from cnnlab.models import resolve_model_argument
+    settings of the run that --resume continues (cnnlab.training.resolve, shared with the API)."""
+    from cnnlab.training.resolve import default_out, resolve_config, resume_config
 
     given = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
         if hasattr(args, f.name)
     }
-    if "model_options" in given:
-        given["model_options"] = dict(parse_model_option(t) for t in given["model_options"])
     if args.resume:
-        not_allowed = sorted(set(given) - RESUMABLE)
-        if not_allowed or args.config or args.out:
-            extra = (
-                not_allowed + (["config"] if args.config else []) + (["out"] if args.out else [])
-            )
+        if args.config or args.out:
+            extra = ["--config"] * bool(args.config) + ["--out"] * bool(args.out)
             raise CnnlabError(
                 "--resume continues a run with the settings it was started with; these flags "
-                f"cannot change it: {', '.join('--' + n.replace('_', '-') for n in extra)}."
+                f"cannot change it: {', '.join(extra)}."
             )
-        stored = _stored_settings(args.resume)
-        config = TrainConfig.from_dict({**stored, **given}, source=f"{args.resume}/config.json")
-        return config, Path(args.resume)
-    values = load_toml(args.config) if args.config else {}
-    config = TrainConfig.from_dict({**values, **given}, source=args.config or "flags")
-    # A spec in --model becomes the "spec" family with the spec as its option (model.json).
-    model, model_options = resolve_model_argument(config.model, config.model_options)
-    config = dataclasses.replace(config, model=model, model_options=model_options)
-    return config, Path(args.out or f"runs/{config.data}-{config.model}".replace(":", "-"))
-
-
-def _stored_settings(run_path: str) -> dict[str, Any]:
-    """The training settings a run was started with (its config.json), for --resume."""
-    from cnnlab.run.paths import RunDir
-
-    return RunDir(run_path).read("config.json").get("train", {})
+        return resume_config(args.resume, given), Path(args.resume)
+    config = resolve_config(given, args.config, source=args.config or "flags")
+    return config, Path(args.out) if args.out else default_out(config)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
