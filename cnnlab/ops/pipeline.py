@@ -92,7 +92,7 @@ for kind in (
         "AC",
         "activation",
         "R_k(p) = f(J_k(p))",
-        {"fn": ("relu", _choice(*ops.ACTIVATIONS.names()))},
+        {"fn": ("relu", _choice(*ops.activations.accepted_names()))},
     ),
     StepKind(
         "DN",
