@@ -9,7 +9,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture
 def tiny_config():
-    """A TrainConfig factory for runs of a second or two on digits."""
+    """A TrainConfig factory for runs of a second or two on digits, on one thread (see
+    one_torch_thread); train() applies it to torch, so the count is restored afterwards."""
+    import torch
+
     from cnnlab.training.config import TrainConfig
 
     def make(**overrides):
@@ -21,11 +24,14 @@ def tiny_config():
             batch_size=64,
             val_fraction=0.2,
             download=False,
+            threads=1,
         )
         settings.update(overrides)
         return TrainConfig(**settings)
 
-    return make
+    threads = torch.get_num_threads()
+    yield make
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

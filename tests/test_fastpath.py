@@ -1,16 +1,36 @@
-"""The fast path: chosen per machine, shown, each choice switchable, and as accurate as fp32."""
+"""The fast path: chosen per machine, shown, each choice switchable, and as accurate as fp32.
 
+Accuracy is measured here on one training step against plain float32 (tolerances in units of the
+dtype's epsilon) and one short run; benchmarks/fast_path_accuracy.py trains to convergence."""
+
+import dataclasses
 import json
 
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
+from cnnlab.data import load_dataset
+from cnnlab.data.loader import Normalizer
 from cnnlab.errors import ConfigError
 from cnnlab.inference import evaluate_run
+from cnnlab.models import ModelSpec, build_model
 from cnnlab.recipes import RECIPES, apply_recipe, resolve_recipe
+from cnnlab.run import checkpoints as ckpt
 from cnnlab.runtime import fastpath
+from cnnlab.runtime.predict import StepSettings, predict_logits
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.loop import EpochTotals, train_one_epoch
 from cnnlab.training.run import train
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """choose_fast_path() (and so train()) sets torch's thread count; later tests get it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _pretend_cpu(monkeypatch, bf16: bool, amx: bool = False) -> None:
@@ -33,13 +53,9 @@ def test_auto_precision_follows_the_cpu(monkeypatch, bf16, amx, expected):
 
 def test_each_choice_can_be_turned_off(monkeypatch):
     _pretend_cpu(monkeypatch, True)
-    threads = torch.get_num_threads()
-    try:
-        fast = fastpath.choose_fast_path(torch.device("cpu"), "fp32", False, 1)
-        assert (fast.precision, fast.channels_last, fast.threads) == ("fp32", False, 1)
-        assert torch.get_num_threads() == 1 and "NCHW" in fast.describe()
-    finally:
-        torch.set_num_threads(threads)
+    fast = fastpath.choose_fast_path(torch.device("cpu"), "fp32", False, 1)
+    assert (fast.precision, fast.channels_last, fast.threads) == ("fp32", False, 1)
+    assert torch.get_num_threads() == 1 and "NCHW" in fast.describe()
     with pytest.raises(ConfigError, match="--precision 'fp8'"):
         fastpath.choose_fast_path(torch.device("cpu"), "fp8")
 
@@ -52,45 +68,93 @@ def test_forced_bf16_on_a_cpu_without_it_says_it_is_emulated(monkeypatch):
 
 
 def _digits(**overrides) -> TrainConfig:
-    # A small conv-BN network on 8x8 digits: ~95% test accuracy in a few seconds.
-    settings = dict(data="digits", model="small-cnn", download=False, val_fraction=0.2, epochs=6,
-                    batch_size=32, model_options={"widths": [16, 32], "depth": 1})  # fmt: skip
+    # tiny_config's network; one epoch at this rate reaches ~85% test accuracy on every path.
+    settings = dict(data="digits", model="small-cnn", download=False, val_fraction=0.2, epochs=1,
+                    batch_size=16, learning_rate=0.3, threads=1,
+                    model_options={"widths": [8, 16], "depth": 1})  # fmt: skip
     return TrainConfig(**{**settings, **overrides})
 
 
-def _test_accuracy(path, config) -> float:
-    train(config, path, show_progress=False)
-    return evaluate_run(path, precision="fp32", channels_last=False)["accuracy"]
+FAST_PATHS = [("fp32", True), ("bf16", True), ("bf16", False), ("fp16", False), ("fp16", True)]
 
 
-@pytest.fixture(scope="module")
-def fp32_accuracy(tmp_path_factory):
-    """The reference: float32, NCHW."""
-    config = _digits(precision="fp32", channels_last=False)
-    return _test_accuracy(tmp_path_factory.mktemp("fp32") / "run", config)
+def _tolerance(precision: str, multiple: float) -> float:
+    """`multiple` units of the autocast dtype's epsilon, and never below 1e-4: float32's own noise
+    (a channels_last convolution sums in another order) comes out of BatchNorm's backward ~100x
+    larger, about 5e-6 here."""
+    dtype = fastpath.AUTOCAST_DTYPES.get(precision, torch.float32)
+    return max(multiple * torch.finfo(dtype).eps, 1e-4)
 
 
-@pytest.mark.parametrize(
-    "precision, channels_last", [("fp32", True), ("bf16", True), ("fp16", False)]
-)
-def test_fast_path_accuracy_matches_fp32_within_noise(
-    tmp_path, fp32_accuracy, precision, channels_last
+def _relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((value.double() - reference.double()).norm() / reference.double().norm()).item()
+
+
+@pytest.mark.parametrize("precision, channels_last", FAST_PATHS)
+def test_one_training_step_matches_plain_fp32_within_the_dtype_precision(precision, channels_last):
+    """The logits, loss and SGD update of the loop's fast path against plain float32 torch: a
+    broken cast, memory format, loss or loss scaling moves them by ~100%, rounding by a few eps."""
+    torch.set_num_threads(1)  # restored by the fixture
+    dataset = load_dataset("digits")
+    images, labels = dataset.train_images[:64], dataset.train_labels[:64]  # [64, 1, 8, 8] uint8
+    settings = StepSettings(Normalizer((0.3,), (0.4,)), precision, channels_last)
+    spec = ModelSpec("small-cnn", 1, 10, (8, 8), {"widths": [8, 16], "depth": 1, "dropout": 0.0})
+    torch.manual_seed(0)
+    reference = build_model(spec)
+    model = build_model(spec)
+    model.load_state_dict(reference.state_dict())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    x = settings.normalizer(images)  # [64, 1, 8, 8] float32, NCHW
+    with torch.no_grad():
+        expected_logits = reference.eval()(x)  # [64, 10]
+    logits = predict_logits(model, images, settings)
+    assert logits.dtype == torch.float32 and logits.shape == expected_logits.shape
+    assert _relative_error(logits, expected_logits) < _tolerance(precision, 4)
+    if precision != "fp32":  # and autocast really ran: its rounding shows
+        same_layout_fp32 = dataclasses.replace(settings, precision="fp32")
+        assert not torch.equal(logits, predict_logits(model, images, same_layout_fp32))
+    expected_loss = F.cross_entropy(reference.train()(x), labels)
+    expected_loss.backward()
+
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # the update is the gradient
+    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    scaler = torch.amp.GradScaler("cpu") if precision == "fp16" else None
+    totals = EpochTotals()
+    batches = [(images, labels)]
+    train_one_epoch(model, batches, optimizer, scheduler, nn.CrossEntropyLoss(), settings, totals,
+                    scaler=scaler)  # fmt: skip
+    loss = totals.loss_sum / totals.seen
+    assert totals.steps == 1 and totals.skipped_steps == 0
+    assert abs(loss - expected_loss.item()) / expected_loss.item() < _tolerance(precision, 4)
+    update = torch.cat(
+        [(b - p.detach()).flatten() for b, p in zip(before, model.parameters(), strict=True)]
+    )
+    gradient = torch.cat([p.grad.flatten() for p in reference.parameters()])
+    # The whole step (its first stage comes out of BatchNorm's backward): 13-20 eps off here.
+    assert _relative_error(update, gradient) < _tolerance(precision, 64)
+
+
+@pytest.mark.parametrize("precision, channels_last", [("fp32", True), ("bf16", True),
+                                                      ("fp16", False)])  # fmt: skip
+def test_a_short_run_on_the_fast_path_learns_and_records_its_choices(
+    tmp_path, precision, channels_last
 ):
-    config = _digits(precision=precision, channels_last=channels_last)
-    fast = _test_accuracy(tmp_path / "run", config)
-    # 360 test images: one standard error at ~95% is ~1.1 points; allow about three.
-    assert fp32_accuracy > 0.9 and abs(fast - fp32_accuracy) <= 0.035, (fp32_accuracy, fast)
-    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
-    assert recorded["fast_path"]["precision"] == precision
-    assert recorded["fast_path"]["channels_last"] is channels_last
-
-
-def test_fp16_runs_keep_their_loss_scale_in_the_checkpoint(tmp_path):
-    from cnnlab.run import checkpoints as ckpt
-
-    train(_digits(precision="fp16", epochs=1), tmp_path / "run", show_progress=False)
-    state = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints").state
-    assert state["scaler"]["scale"] > 0
+    """One epoch through `train()` and `evaluate_run()` on each path, well past chance (10%);
+    float16 runs keep their loss scale in the checkpoint so a resumed run continues it."""
+    run = tmp_path / "run"
+    train(_digits(precision=precision, channels_last=channels_last), run, show_progress=False)
+    accuracy = evaluate_run(run, precision=precision, channels_last=channels_last)["accuracy"]
+    assert accuracy > 0.5, accuracy
+    recorded = json.loads((run / "config.json").read_text())["resolved"]["fast_path"]
+    assert (recorded["precision"], recorded["channels_last"]) == (precision, channels_last)
+    state = ckpt.latest_checkpoint(run / "checkpoints").state
+    if precision == "fp16":
+        assert state["scaler"]["scale"] > 0
+    else:
+        assert state["scaler"] is None
 
 
 # ---------------------------------------------------------------- recipes
