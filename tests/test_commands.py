@@ -75,9 +75,9 @@ def test_every_command_help_exits_0(name, capsys):
 
 
 def test_the_shared_flags_are_the_same_on_every_command_that_reads_a_run(subparsers):
-    from cnnlab.data.rundata import SPLITS
-    from cnnlab.inference import RUNTIMES
-    from cnnlab.run.checkpoints import CHECKPOINT_CHOICES
+    from cnnlab.run.paths import CHECKPOINT_CHOICES
+    from cnnlab.run.records import SPLITS
+    from cnnlab.runtime import RUNTIMES
 
     expected = {
         "--checkpoint": (USES_A_RUN, tuple(CHECKPOINT_CHOICES), "best"),

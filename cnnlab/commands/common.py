@@ -1,8 +1,8 @@
 """Flags shared by several commands, each group defined once: the run to read, its data, the
 checkpoint, the device and runtime, --json, and flags generated from a config dataclass's fields.
 
-The choice lists come from the modules that define the things; those import torch, so they are
-imported here only when a command that needs them registers its flags.
+The choice lists come from the modules that define the things (cnnlab.run, cnnlab.runtime), which
+import no torch, so building these flags keeps `cnnlab COMMAND --help` fast.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ import argparse
 import dataclasses
 from typing import Any
 
+from cnnlab.run.paths import CHECKPOINT_CHOICES
+from cnnlab.run.records import SPLITS
+from cnnlab.runtime import RUNTIMES
+
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory written by `cnnlab train`")
@@ -18,8 +22,6 @@ def add_run_argument(parser: argparse.ArgumentParser) -> None:
 
 def split_choices() -> tuple[str, ...]:
     """The splits, test first: the one a finished run is usually scored and explained on."""
-    from cnnlab.data.rundata import SPLITS
-
     return tuple(reversed(SPLITS))
 
 
@@ -44,8 +46,6 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_checkpoint_flag(parser: argparse.ArgumentParser, *aliases: str) -> None:
     """--checkpoint best|last (dest "checkpoint"); `aliases` are further spellings of it."""
-    from cnnlab.run.checkpoints import CHECKPOINT_CHOICES
-
     parser.add_argument(
         "--checkpoint",
         *aliases,
@@ -61,8 +61,6 @@ def add_device_flags(parser: argparse.ArgumentParser, runtime: bool = True) -> N
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     if not runtime:
         return
-    from cnnlab.inference import RUNTIMES
-
     parser.add_argument(
         "--runtime",
         default=RUNTIMES[0],

@@ -16,9 +16,7 @@ from cnnlab.data.folder import LoadOptions
 from cnnlab.data.sources import ImageDataset, load_dataset
 from cnnlab.data.splits import channel_mean_std, stratified_split
 from cnnlab.errors import DataError
-from cnnlab.run.records import DatasetRecord, Normalization
-
-SPLITS = ("train", "val", "test")
+from cnnlab.run.records import SPLITS, DatasetRecord, Normalization
 
 
 @dataclass

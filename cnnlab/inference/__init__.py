@@ -18,9 +18,9 @@ from cnnlab.errors import ConfigError
 from cnnlab.metrics import classification_metrics
 from cnnlab.run.evaluation import write_evaluation
 from cnnlab.run.load import LoadedRun, load_run
+from cnnlab.runtime import RUNTIMES
 from cnnlab.runtime.predict import predict_logits
 
-RUNTIMES = ("torch", "onnx")
 Predictor = Callable[[torch.Tensor, int], torch.Tensor]  # (uint8 images, batch size) -> logits
 
 

@@ -25,10 +25,10 @@ from torch import nn
 
 from cnnlab.errors import CheckpointError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_json
+from cnnlab.run.paths import CHECKPOINT_CHOICES
 
 FORMAT = "cnnlab-checkpoint-1"
 KEEP_NUMBERED = 2
-CHECKPOINT_CHOICES = ("best", "last")  # what --checkpoint takes: best validation, or newest
 
 
 @dataclass

@@ -14,6 +14,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import append_jsonl, atomic_write_json, read_jsonl
 from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
 
+CHECKPOINT_CHOICES = ("best", "last")  # --checkpoint: the best validation score, or the newest
+
 
 class RunDir:
     def __init__(self, path: str | Path) -> None:

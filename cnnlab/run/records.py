@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from cnnlab.errors import CnnlabError
 
 FORMAT = 1  # the layout this cnnlab reads and writes
+SPLITS = ("train", "val", "test")  # the splits dataset.json records
 
 
 class RecordError(CnnlabError):

@@ -8,23 +8,37 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cnnlab.runtime.progress import Progress
 
 
 class StopFlag:
-    """Set by a signal handler (or a test); the loop checks it after every step."""
+    """Set by a signal handler (or a test); the loop checks it after every step.
+
+    The handler only sets it: writing from a handler can interrupt a write to the same stream
+    ("reentrant call" on stderr). The notice is printed by the first check after the signal.
+    """
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
+        self.notify: Callable[[str], None] | None = None
+        self._announced = False
 
     def request(self, signal_number: int = signal.SIGINT) -> None:
         self.signal_number = signal_number
 
     def __call__(self) -> bool:
-        return self.signal_number is not None
+        if self.signal_number is None:
+            return False
+        if self.notify is not None and not self._announced:
+            self._announced = True
+            self.notify(
+                f"{signal.Signals(self.signal_number).name} received: finishing this step and "
+                "saving a checkpoint (Ctrl-C again to stop at once; the last checkpoint is kept)."
+            )
+        return True
 
 
 @contextlib.contextmanager
@@ -35,17 +49,15 @@ def stop_on_signals(flag: StopFlag, progress: Progress) -> Iterator[None]:
         return
 
     def handler(signal_number: int, frame: Any) -> None:
-        if flag() and signal_number == signal.SIGINT:
+        if flag.signal_number is not None and signal_number == signal.SIGINT:
             raise KeyboardInterrupt
         flag.request(signal_number)
-        progress.message(
-            f"{signal.Signals(signal_number).name} received: finishing this step and saving a "
-            "checkpoint (Ctrl-C again to stop at once; the last checkpoint is kept)."
-        )
 
+    flag.notify = progress.message
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for signal_number, old in previous.items():
             signal.signal(signal_number, old)
+        flag.notify = None
