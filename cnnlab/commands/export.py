@@ -50,10 +50,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.inference.onnx import export_onnx, export_record_path
+    from cnnlab.inference.onnx import export_onnx, read_export_record
 
     path = export_onnx(args.run, args.checkpoint, args.out, force=args.force)
-    record = json.loads(export_record_path(path).read_text(encoding="utf-8"))
+    record = read_export_record(path)
     if args.json:
         print(json.dumps({"onnx": str(path), **record}, indent=2))
         return 0

@@ -66,12 +66,17 @@ def export_record_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")  # never RUN/model.json, whatever `out` is
 
 
+def read_export_record(path: Path) -> dict[str, Any]:
+    """The record written beside an export (FILE.onnx.json): checkpoint, input, output, classes."""
+    return json.loads(export_record_path(path).read_text(encoding="utf-8"))
+
+
 def ensure_exported(loaded: LoadedRun, path: Path, force: bool = False) -> Path:
     """Export `loaded.model` to `path` unless the export there was made from the same checkpoint."""
     expected = json.loads(json.dumps(export_record(loaded)))  # as it reads back from JSON
     if not force and path.is_file() and expected["checkpoint"]["weights_sha256"]:
         try:
-            stored = json.loads(export_record_path(path).read_text(encoding="utf-8"))
+            stored = read_export_record(path)
         except (OSError, ValueError):
             stored = {}
         if {key: stored.get(key) for key in expected} == expected:
