@@ -265,7 +265,7 @@ def part_throughput(args) -> dict:
             "throughput-cnnlab", str(batches * 64 // batch_size), str(batch_size)
         )
         print(f"  cnnlab, batch {batch_size}: {cnnlab[batch_size]}", flush=True)
-    from cnnlab.recipes import MNIST_NET
+    from cnnlab.specs.recipes import MNIST_NET
 
     inference = [worker("inference", name) for name in ("lenet5", MNIST_NET)]
     for row in inference:

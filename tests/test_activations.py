@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.activation_names import ACTIVATION_NAMES, OLD_SPELLINGS
 from cnnlab.errors import ConfigError
 from cnnlab.layers.blocks import ClassifierHead, ConvNormAct, make_activation
 from cnnlab.models import ModelSpec, build_model
-from cnnlab.netspec import SPEC_GRAMMAR, Activation, parse_spec
 from cnnlab.ops import ACTIVATIONS, activation
 from cnnlab.ops.activations import accepted_names
+from cnnlab.specs.activations import ACTIVATION_NAMES, OLD_SPELLINGS
+from cnnlab.specs.network import SPEC_GRAMMAR, Activation, parse_spec
 
 ORACLES = {
     "relu": F.relu,
@@ -101,5 +101,5 @@ def test_an_unknown_activation_names_the_close_ones():
 
 
 def test_the_spec_grammar_stays_torch_free():
-    code = "import sys, cnnlab.netspec; assert 'torch' not in sys.modules"
+    code = "import sys, cnnlab.specs.network; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

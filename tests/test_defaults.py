@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from cnnlab.augment_settings import AUGMENTATION_FIELDS, Augmentation
 from cnnlab.cli import main
 from cnnlab.data import DATASETS
 from cnnlab.data.augment import default_augmentation, resolve_augmentation
 from cnnlab.data.sources import FOLDER_PREFIX, default_recipe, folder_augmentation
 from cnnlab.errors import ConfigError
-from cnnlab.recipes import RECIPES, resolve_recipe
+from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, Augmentation
+from cnnlab.specs.recipes import RECIPES, resolve_recipe
 from cnnlab.training.config import TrainConfig
 
 # config.json's "train" keys, in order: the augmentation overrides keep their names and place.

@@ -16,10 +16,10 @@ from cnnlab.data.loader import Normalizer
 from cnnlab.errors import ConfigError
 from cnnlab.inference import evaluate_run
 from cnnlab.models import ModelSpec, build_model
-from cnnlab.recipes import RECIPES, apply_recipe, resolve_recipe
 from cnnlab.run import checkpoints as ckpt
 from cnnlab.runtime import fastpath
 from cnnlab.runtime.predict import StepSettings, predict_logits
+from cnnlab.specs.recipes import RECIPES, apply_recipe, resolve_recipe
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.loop import EpochTotals, train_one_epoch
 from cnnlab.training.run import train

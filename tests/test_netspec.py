@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError, UnknownNameError
 from cnnlab.models import ModelSpec, SpecDoesNotFit, build_model, resolve_model_argument
-from cnnlab.netspec import (
+from cnnlab.specs.network import (
     Activation,
     Conv,
     Dense,

@@ -10,10 +10,10 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.augment_settings import AUGMENTATION_FIELDS
 from cnnlab.commands import COMMANDS
 from cnnlab.commands.common import add_config_flag
 from cnnlab.errors import CnnlabError
+from cnnlab.specs.augmentation import AUGMENTATION_FIELDS
 from cnnlab.training.config import TrainConfig
 
 if TYPE_CHECKING:  # torch is imported when the grid is drawn, so `--help` stays fast

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from cnnlab.commands import COMMANDS, common
-from cnnlab.recipes import RECIPES
+from cnnlab.specs.recipes import RECIPES
 
 
 def register(subparsers: Any) -> None:

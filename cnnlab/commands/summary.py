@@ -11,7 +11,7 @@ from typing import Any
 
 from cnnlab.commands import COMMANDS, common
 from cnnlab.errors import ConfigError
-from cnnlab.netspec import SPEC_GRAMMAR
+from cnnlab.specs.network import SPEC_GRAMMAR
 
 EPILOG = (
     """examples:

@@ -31,7 +31,7 @@ from it and ends with the same weights as an uninterrupted run on the CPU.
 
 
 def register(subparsers: Any) -> None:
-    from cnnlab.netspec import SPEC_GRAMMAR
+    from cnnlab.specs.network import SPEC_GRAMMAR
 
     parser = subparsers.add_parser(
         "train",

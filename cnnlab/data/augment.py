@@ -3,7 +3,7 @@
 Flips, translation (random crop with padding), rotation and scaling, brightness and contrast,
 Gaussian noise and random erasing. Every random number comes from a generator seeded by
 (seed, epoch, batch), so a run resumed mid-epoch sees exactly the batches an uninterrupted one does.
-The settings are defined in cnnlab/augment_settings.py, each data set's defaults in sources.py.
+The settings are defined in cnnlab/specs/augmentation.py, each data set's defaults in sources.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnlab.augment_settings import AUGMENTATION_FIELDS, ERASE_AREA, ERASE_ASPECT, Augmentation
 from cnnlab.data.sources import default_augmentation
+from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, ERASE_AREA, ERASE_ASPECT, Augmentation
 
 __all__ = [  # Augmentation and default_augmentation live where they are defined once
     "AUGMENTATION_FIELDS",

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.augment_settings import Augmentation
 from cnnlab.data import cifar
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.folder import LoadOptions, load_folder, scan_folder
@@ -33,6 +32,7 @@ from cnnlab.data.locate import (
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.registry import Registry
+from cnnlab.specs.augmentation import Augmentation
 
 BUNDLED = "scikit-learn (bundled)"
 # digits has no test split of its own: a fixed one, independent of any run seed.
@@ -60,7 +60,7 @@ class DatasetSource:
     loader: Loader
     # Where the files are, when more than "a searched folder holding file_names" (cifar10).
     find: Callable[[str | os.PathLike | None], Path | None] | None = None
-    recipe: str = "none"  # the recipe `--recipe auto` picks (cnnlab/recipes.py)
+    recipe: str = "none"  # the recipe `--recipe auto` picks (cnnlab/specs/recipes.py)
     augmentation: Augmentation = Augmentation()  # the default augmentation (`--augment`)
 
 

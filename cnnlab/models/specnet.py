@@ -1,4 +1,4 @@
-"""The "spec" family: a network written in the one-line grammar of `cnnlab.netspec` (the slides'
+"""The "spec" family: a network in the one-line grammar of `cnnlab.specs.network` (the slides'
 INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC), built layer by layer with its
 shapes checked against the input size. `--model` takes a registry name or such a spec."""
 
@@ -13,7 +13,7 @@ from cnnlab.layers import DivisiveNormalization, MinPool2d
 from cnnlab.layers.blocks import BasicResidual, SeparableConv2d, SqueezeExcitation, make_activation
 from cnnlab.models.base import ClassifierModel, init_he_fan_in, spatial_size_after
 from cnnlab.models.registry import MODELS, register_model
-from cnnlab.netspec import (
+from cnnlab.specs.network import (
     Activation,
     Conv,
     Dense,
@@ -29,7 +29,7 @@ from cnnlab.netspec import (
     looks_like_spec,
     parse_spec,
 )
-from cnnlab.netspec import SqueezeExcitation as SqueezeExcitationLayer
+from cnnlab.specs.network import SqueezeExcitation as SqueezeExcitationLayer
 
 DEFAULT_SPEC = "[[conv32x3 -> bn -> relu]*2 -> maxpool2]*3 -> gap -> fc"
 SPEC_FAMILY = "spec"

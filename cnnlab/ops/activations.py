@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.activation_names import ACTIVATION_NAMES, OLD_SPELLINGS, current_spelling
 from cnnlab.registry import Registry
+from cnnlab.specs.activations import ACTIVATION_NAMES, OLD_SPELLINGS, current_spelling
 
 LEAKY_SLOPE = 0.01  # lrelu's slope for negative inputs (torch's default)
 
@@ -56,8 +56,8 @@ del _name, _kind
 if ACTIVATIONS.names() != sorted(ACTIVATION_NAMES):  # the grammar knows only ACTIVATION_NAMES
     raise ImportError(
         f"cnnlab.ops.activations registers {ACTIVATIONS.names()}, but "
-        f"cnnlab.activation_names.ACTIVATION_NAMES lists {sorted(ACTIVATION_NAMES)}; add or remove "
-        "the name there too."
+        f"cnnlab.specs.activations.ACTIVATION_NAMES lists {sorted(ACTIVATION_NAMES)}; add or "
+        "remove the name there too."
     )
 
 

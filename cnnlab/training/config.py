@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.augment_settings import AUGMENTATION_FIELDS, Augmentation, out_of_range
 from cnnlab.errors import ConfigError
-from cnnlab.recipes import apply_recipe, recipe_names
+from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, Augmentation, out_of_range
+from cnnlab.specs.recipes import apply_recipe, recipe_names
 
 if TYPE_CHECKING:
     from cnnlab.data.folder import LoadOptions
@@ -167,7 +167,7 @@ _SettingsAndAugmentation.__module__ = __name__  # make_dataclass would say "type
 @dataclass(frozen=True)
 class TrainConfig(_SettingsAndAugmentation):
     """The settings of a training run: those of _Settings, then an optional override of each
-    Augmentation setting (cnnlab/augment_settings.py), all frozen."""
+    Augmentation setting (cnnlab/specs/augmentation.py), all frozen."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -231,7 +231,7 @@ class TrainConfig(_SettingsAndAugmentation):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> TrainConfig:
-        """Settings by name, over the recipe they select (cnnlab.recipes), over the defaults.
+        """Settings by name, over the recipe they select (cnnlab.specs.recipes), over the defaults.
 
         This is the door the command line and TOML files use: without a "recipe" key it picks
         the data set's own ("auto"), and the result names the recipe applied. The constructor

@@ -28,7 +28,6 @@ from cnnlab.data.sources import load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.models import ModelSpec, build_model, resolve_model_argument
 from cnnlab.models.registry import defining_module
-from cnnlab.recipes import RECIPES
 from cnnlab.run.load import model_spec, normalizer
 from cnnlab.run.paths import RunDir
 from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
@@ -36,6 +35,7 @@ from cnnlab.runtime.device import machine_description, resolve_device
 from cnnlab.runtime.fastpath import FastPath, choose_fast_path
 from cnnlab.runtime.predict import StepSettings
 from cnnlab.runtime.progress import Progress
+from cnnlab.specs.recipes import RECIPES
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.optim import build_optimizer, build_scheduler
 

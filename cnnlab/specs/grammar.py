@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cnnlab.activation_names import ACTIVATION_NAMES
 from cnnlab.errors import ConfigError
+from cnnlab.specs.activations import ACTIVATION_NAMES
 
 SPEC_GRAMMAR = f"""\
 network specs: `--model` also takes a whole network in one line, the slides' pattern

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from cnnlab.activation_names import ACTIVATION_NAMES
 from cnnlab.errors import ConfigError
-from cnnlab.netspec_grammar import SPEC_GRAMMAR as SPEC_GRAMMAR  # the CLI's help reads it here
-from cnnlab.netspec_grammar import Token, spec_error, tokenize
+from cnnlab.specs.activations import ACTIVATION_NAMES
+from cnnlab.specs.grammar import SPEC_GRAMMAR as SPEC_GRAMMAR  # the CLI's help reads it here
+from cnnlab.specs.grammar import Token, spec_error, tokenize
 
 
 @dataclass(frozen=True)
