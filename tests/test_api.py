@@ -144,3 +144,19 @@ def test_a_family_registered_in_the_users_module_round_trips(tmp_path, monkeypat
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "'userlab_nets'" in missing.stderr and "PYTHONPATH" in missing.stderr
+
+
+def test_the_readme_python_example_runs_as_shown(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "cnnlab.train(" in code and "model.predict(" in code
+    monkeypatch.chdir(tmp_path)
+    digits = load_dataset("digits")
+    save_image_file(digits.test_images[0], tmp_path / "a.png")
+    Image.fromarray(digits.test_images[1, 0].numpy()).save(tmp_path / "b.jpg")
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("complete")
+    assert (tmp_path / "runs" / "x" / "eval" / "test.json").is_file()

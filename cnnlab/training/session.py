@@ -38,6 +38,7 @@ from cnnlab.runtime.progress import Progress
 from cnnlab.specs.recipes import RECIPES
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.optim import build_optimizer, build_scheduler
+from cnnlab.training.process import writes_files
 
 
 @dataclass
@@ -95,7 +96,7 @@ def open_session(
         settings=StepSettings(normalizer(record), fast.precision, fast.channels_last),
         progress=Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress),
     )  # fmt: skip
-    if not resume:
+    if not resume and writes_files():
         run.write_records(config_record(config, fast, augmentation), record, model_record)
     return session
 
