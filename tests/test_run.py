@@ -97,6 +97,8 @@ def test_every_command_works_on_a_run_written_by_cnnlab_0_1_0(old_run, capsys, t
         main(["explain", str(old_run), "--what", "filters,activations", "--max-points", "50"]) == 0
     )
     assert (old_run / "explain" / "test" / "summary.json").is_file()
+    assert main(["export", str(old_run)]) == 0
+    assert (old_run / "export" / "model-best.onnx").is_file()
     capsys.readouterr()
     assert main(["train", "--resume", str(old_run), "--quiet", "--json"]) == 0  # already complete
     assert json.loads(capsys.readouterr().out)["status"] == "complete"
