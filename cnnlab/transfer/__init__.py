@@ -1,1 +1,1 @@
-"""Transfer learning and the classic pipelines: pretrained backbones, fine-tuning, hand-crafted features, classical classifiers."""
+"""Transfer learning and the classic pipelines: backbones, fine-tuning, classical features."""
