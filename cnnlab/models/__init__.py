@@ -3,6 +3,7 @@
 from cnnlab.models import (  # noqa: F401  (registers the families)
     alexnet,
     densenet,
+    efficientnet_lite,
     googlenet,
     lenet,
     resnet,
