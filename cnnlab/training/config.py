@@ -78,6 +78,24 @@ class _Settings:
         metavar="KEY=VALUE",
     )
     dropout: float | None = _option(None, "dropout before the classifier (default: the model's)")
+    pretrained: bool = _option(
+        False,
+        "start from the backbone's ImageNet weights (`cnnlab models`: efficientnet-lite0 offline, "
+        "tv-* downloaded by torchvision); a new classifier is sized to the classes",
+    )
+    weights: str | None = _option(
+        None,
+        "start from this weights file (.safetensors or a state dict) instead; implies --pretrained",
+    )
+    freeze_epochs: int = _option(
+        0, "fine-tuning: train only the classifier for this many epochs, then everything"
+    )
+    lr_decay_per_stage: float = _option(
+        1.0,
+        "fine-tuning: stage i from the top (0: the classifier, then the model's feature stages, "
+        "deepest first) learns at learning-rate * F**i",
+    )
+    freeze_bn: bool = _option(False, "keep batch-norm statistics fixed (eval mode) while training")
     epochs: int = _option(10, "number of passes over the training split")
     batch_size: int = _option(128, "images per optimiser step")
     optimizer: str = _option("sgd", "optimiser", choices=("sgd", "adamw"))
@@ -185,6 +203,8 @@ class TrainConfig(_SettingsAndAugmentation):
             (self.threads is None or self.threads >= 1, "threads", "at least 1"),
             (0.0 <= self.test_fraction < 1.0, "test_fraction", "in [0, 1)"),
             (self.channels in (None, 1, 3), "channels", "1 or 3"),
+            (self.freeze_epochs >= 0, "freeze_epochs", "0 or more"),
+            (0.0 < self.lr_decay_per_stage <= 1.0, "lr_decay_per_stage", "in (0, 1]"),
         ]
         for name in AUGMENTATION_FIELDS:  # None keeps the data set's default
             value = getattr(self, name)

@@ -44,12 +44,14 @@ def train_one_epoch(
     after_step: Callable[[EpochTotals, int], None] = lambda totals, images: None,
     scaler: torch.amp.GradScaler | None = None,
     max_nonfinite_steps: int = 5,
+    train_mode: Callable[[nn.Module], None] = nn.Module.train,
 ) -> dict[str, float]:
     """One pass over `batches`; returns the epoch's mean loss and accuracy so far.
 
     `scaler` (float16 autocast only) scales the loss so small gradients survive float16.
+    `train_mode` puts the model in training mode (fine-tuning keeps some batch norms in eval).
     """
-    model.train()
+    train_mode(model)
     for images, labels in batches:
         x = prepare(images, settings)
         with autocast(x.device, settings.precision):

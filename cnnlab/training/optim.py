@@ -21,8 +21,30 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def stage_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """Discriminative learning rates: stage i from the top (0: the head) gets lr * F**i, with
+    F = --lr-decay-per-stage; each stage split into decayed and not decayed parameters."""
+    from cnnlab.training.finetune import stage_of_parameters
+
+    stages = stage_of_parameters(model)
+    lr, factor = config.resolved_learning_rate, config.lr_decay_per_stage
+    groups = []
+    for stage in sorted(set(stages.values())):
+        for decayed in (True, False):
+            params = [p for n, p in model.named_parameters()
+                      if stages[n] == stage and (p.ndim >= 2) == decayed]  # fmt: skip
+            if params:
+                weight_decay = config.weight_decay if decayed else 0.0
+                groups.append({"params": params, "weight_decay": weight_decay,
+                               "lr": lr * factor**stage})  # fmt: skip
+    return groups
+
+
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay)
+    if config.lr_decay_per_stage != 1.0:
+        groups = stage_groups(model, config)
+    else:
+        groups = parameter_groups(model, config.weight_decay)
     lr = config.resolved_learning_rate
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -42,7 +64,7 @@ def build_scheduler(
     if config.schedule == "onecycle":
         return schedulers.OneCycleLR(
             optimizer,
-            max_lr=config.resolved_learning_rate,
+            max_lr=[group["lr"] for group in optimizer.param_groups],  # one per stage
             total_steps=total_steps,
             pct_start=config.warmup_fraction,
             cycle_momentum=False,

@@ -19,6 +19,7 @@ from cnnlab.data.loader import train_batches
 from cnnlab.runtime.progress import format_duration
 from cnnlab.training import policy
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.finetune import apply_freezing, train_mode
 from cnnlab.training.interrupt import StopFlag, stop_on_signals
 from cnnlab.training.loop import EpochTotals, epoch_summary, evaluate, train_one_epoch
 from cnnlab.training.policy import RunState
@@ -100,11 +101,14 @@ def run_epoch(session: Session, state: RunState, stop: StopFlag) -> str:
         if every and state.global_step % every == 0 and not stop():
             policy.save_position(session, state, "running")
 
+    if config.freeze_epochs:
+        apply_freezing(session.model, config, state.epoch)
     train_one_epoch(
         session.model, epoch_batches(session, state), session.optimizer, session.scheduler,
         session.loss_fn, session.settings, state.totals, should_stop=stop,
         after_step=after_step, scaler=session.scaler,
         max_nonfinite_steps=config.max_nonfinite_steps,
+        train_mode=train_mode(config, state.epoch),
     )  # fmt: skip
     if state.next_batch < session.steps_per_epoch:  # stopped mid-epoch by a signal
         policy.save_position(session, state, "interrupted")

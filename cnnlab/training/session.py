@@ -6,6 +6,7 @@ or a resumed one (records read back); the epoch loop (training/run.py) only uses
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,12 @@ from cnnlab.runtime.predict import StepSettings
 from cnnlab.runtime.progress import Progress
 from cnnlab.specs.recipes import RECIPES
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.finetune import (
+    load_start_weights,
+    pretrained_normalization,
+    pretrained_options,
+    starts_pretrained,
+)
 from cnnlab.training.optim import build_optimizer, build_scheduler
 from cnnlab.training.process import writes_files
 
@@ -82,7 +89,11 @@ def open_session(
     augmentation = resolve_augmentation(
         config.to_dict(), record.source, record.image_size, config.augment
     )
-    model = build_model(model_spec(model_record)).to(fast.device)
+    model = build_model(model_spec(model_record))
+    pretrained = None
+    if starts_pretrained(config) and not resume:  # a resumed run's weights are in its checkpoint
+        pretrained = load_start_weights(config, model, model_record.name)
+    model = model.to(fast.device)
     if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config, model)
@@ -97,7 +108,9 @@ def open_session(
         progress=Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress),
     )  # fmt: skip
     if not resume and writes_files():
-        run.write_records(config_record(config, fast, augmentation), record, model_record)
+        run.write_records(
+            config_record(config, fast, augmentation, pretrained), record, model_record
+        )
     return session
 
 
@@ -127,6 +140,7 @@ def _data_and_spec(
             dataset, config.val_fraction, config.seed, config.test_fraction, config.split_seed
         )
         model_record = new_model_record(config, record)
+        record = pretrained_normalization(config, record, model_record.name)
     train, val = select_split(dataset, record, "train"), select_split(dataset, record, "val")
     if config.early_stopping and not len(val.labels):  # a folder's val/ counts too
         raise ConfigError(
@@ -147,6 +161,7 @@ def new_model_record(config: TrainConfig, record: DatasetRecord) -> ModelRecord:
         options["dropout"] = config.dropout
     name, options = resolve_model_argument(config.model, options)  # a spec string or a name
     spec = ModelSpec(name, record.channels, record.num_classes, record.image_size, options)
+    spec = dataclasses.replace(spec, options=pretrained_options(config, spec))
     return ModelRecord(**spec.to_dict(), module=defining_module(name))
 
 
@@ -159,15 +174,23 @@ def loss_function(config: TrainConfig, record: DatasetRecord, device: torch.devi
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
 
-def config_record(config: TrainConfig, fast: FastPath, augmentation: Augmentation) -> ConfigRecord:
+def config_record(
+    config: TrainConfig,
+    fast: FastPath,
+    augmentation: Augmentation,
+    pretrained: dict | None = None,
+) -> ConfigRecord:
+    resolved = {
+        "learning_rate": config.resolved_learning_rate,
+        "device": str(fast.device),
+        "fast_path": fast.to_dict(),
+        "augmentation": augmentation.to_dict(),
+    }
+    if pretrained is not None:  # what was loaded, the band adaptation, the preprocessing
+        resolved["pretrained"] = pretrained
     return ConfigRecord(
         train=config.to_dict(),
-        resolved={
-            "learning_rate": config.resolved_learning_rate,
-            "device": str(fast.device),
-            "fast_path": fast.to_dict(),
-            "augmentation": augmentation.to_dict(),
-        },
+        resolved=resolved,
         seed=config.seed,
         machine=machine_description(fast.device),
         command=tuple(sys.argv),
