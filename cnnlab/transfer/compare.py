@@ -1,0 +1,297 @@
+"""`cnnlab compare`: every pipeline on exactly the same seeded stratified splits (K-fold or
+repeated hold-out), each (pipeline, fold, curve point) saved atomically as it finishes, so an
+interrupted comparison continues where it stopped. Statistics and plots: compare_report.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from cnnlab.errors import ConfigError
+from cnnlab.fileio import atomic_write_json
+from cnnlab.runtime.progress import format_duration
+from cnnlab.transfer.compare_pipelines import (
+    Part,
+    PipelineOptions,
+    build_pipeline,
+    fit_and_score,
+    parse_pipelines,
+)
+from cnnlab.transfer.random_bank import RandomBankSettings
+
+FORMAT = 1
+METRICS = ("accuracy", "balanced_accuracy", "cohen_kappa", "macro_f1")
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """Everything that decides the splits and the results; `cnnlab compare`'s flags, 1:1."""
+
+    data: str = "digits"
+    pipelines: str = "raw-svm,random-bank-svm,handcrafted-svm"
+    folds: int = 5  # stratified K-fold, unless repeats > 0
+    repeats: int = 0  # repeated stratified hold-out of test_fraction
+    test_fraction: float = 0.2
+    val_fraction: float = 0.2  # of the images outside the test part, for choosing C
+    curve: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # shares of the training images per class
+    max_images: int | None = None  # a stratified seeded subset of the data set
+    seed: int = 0
+    classifier: str = "linear-svm"
+    bank_kernels: int = 16
+    bank_layers: int = 1
+    scratch_epochs: int = 5
+    data_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "curve": list(self.curve)}
+
+    def splits_fingerprint(self) -> str:
+        keys = ("data", "folds", "repeats", "test_fraction", "val_fraction", "curve")
+        text = json.dumps({k: self.to_dict()[k] for k in (*keys, "max_images", "seed")})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def default_name(self) -> str:
+        data = Path(self.data.removeprefix("folder:")).name or "folder"
+        pipes = "+".join(p.replace(":", "-") for p in self.pipelines.split(","))
+        return f"{data}-{pipes}"
+
+
+@dataclass
+class Fold:
+    """One split: sorted int64 indices into the pooled images; curve[share] = (train, val)."""
+
+    index: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    curve: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def share_label(share: float) -> str:
+    return f"{round(share * 100):03d}"  # 0.1 -> "010": sorts in order in a listing
+
+
+def make_folds(labels: np.ndarray, settings: CompareSettings) -> list[Fold]:
+    """Stratified K-fold (settings.folds) or repeated hold-out (settings.repeats), seeded; val
+    carved per class from the rest; each curve point a nested per-class subset of train and val."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from cnnlab.data.splits import stratified_split
+
+    if settings.repeats > 0:
+        tests = [
+            stratified_split(torch.from_numpy(labels), settings.test_fraction, settings.seed + r)[1]
+            for r in range(settings.repeats)
+        ]
+        tests = [t.numpy() for t in tests]
+    else:
+        _check_folds(labels, settings.folds)
+        kfold = StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed)
+        tests = [np.sort(test) for _, test in kfold.split(np.zeros(len(labels)), labels)]
+    folds = []
+    for index, test in enumerate(tests):
+        rest = np.setdiff1d(np.arange(len(labels)), test)
+        inner_train, inner_val = stratified_split(
+            torch.from_numpy(labels[rest]), settings.val_fraction, settings.seed + 1000 + index
+        )
+        fold = Fold(index, rest[inner_train.numpy()], rest[inner_val.numpy()], test)
+        for share in settings.curve:
+            seed = settings.seed + 2000 + index
+            fold.curve[share_label(share)] = (
+                per_class_subset(fold.train, labels, share, seed),
+                per_class_subset(fold.val, labels, share, seed),
+            )
+        folds.append(fold)
+    return folds
+
+
+def per_class_subset(indices: np.ndarray, labels: np.ndarray, share: float, seed: int):
+    """ceil(share * n_c) of each class's indices (at least 1), a seeded prefix: nested in share."""
+    generator = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels[indices]):
+        members = indices[labels[indices] == label]
+        order = generator.permutation(len(members))
+        chosen.append(members[order[: max(1, math.ceil(share * len(members)))]])
+    return np.sort(np.concatenate(chosen)) if chosen else indices[:0]
+
+
+def _check_folds(labels: np.ndarray, folds: int) -> None:
+    smallest = int(np.bincount(labels).min()) if len(labels) else 0
+    if folds < 2 or smallest < folds:
+        raise ConfigError(
+            f"--folds {folds} needs at least 2 folds and at least {folds} images in every class; "
+            f"the smallest class has {smallest}. Use fewer --folds or --repeats R instead."
+        )
+
+
+def index_digest(indices: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+@dataclass
+class Pool:
+    """The pooled images the folds index: uint8 [N, C, H, W], labels [N], class names."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    class_names: list[str]
+    source: str
+
+
+def load_pool(settings: CompareSettings) -> Pool:
+    """All images of the data set (train, val and test parts: the comparison makes its own
+    splits), optionally a stratified seeded subset of max_images."""
+    from cnnlab.data import load_dataset
+
+    dataset = load_dataset(settings.data, settings.data_dir)
+    parts = [(dataset.train_images, dataset.train_labels)]
+    if dataset.val_images is not None:
+        parts.append((dataset.val_images, dataset.val_labels))
+    parts.append((dataset.test_images, dataset.test_labels))
+    images = torch.cat([p[0] for p in parts])
+    labels = torch.cat([p[1] for p in parts]).numpy().astype(np.int64)
+    if settings.max_images and settings.max_images < len(labels):
+        share = settings.max_images / len(labels)
+        keep = per_class_subset(np.arange(len(labels)), labels, share, settings.seed)
+        keep = keep[: settings.max_images]
+        images, labels = images[torch.from_numpy(keep)], labels[keep]
+    return Pool(images, labels, list(dataset.class_names), dataset.location)
+
+
+def write_splits(out: Path, settings: CompareSettings, pool: Pool, folds: list[Fold]) -> None:
+    """out/splits.json: every fold's indices; refuses a folder holding other splits."""
+    path = out / "splits.json"
+    record = {
+        "format": FORMAT,
+        "fingerprint": settings.splits_fingerprint(),
+        "data": settings.data,
+        "num_images": len(pool.labels),
+        "class_names": pool.class_names,
+        "folds": [_fold_record(f) for f in folds],
+    }
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("fingerprint") != record["fingerprint"] or old["folds"] != record["folds"]:
+            raise ConfigError(
+                f"{out} holds a comparison with other splits (data, folds, repeats, fractions, "
+                "--max-images or --seed differ). Give another --out, or delete that folder to "
+                "start again."
+            )
+        return
+    atomic_write_json(path, record)
+
+
+def _fold_record(fold: Fold) -> dict:
+    return {
+        "fold": fold.index,
+        "train": fold.train.tolist(),
+        "val": fold.val.tolist(),
+        "test": fold.test.tolist(),
+        "curve": {k: {"train": t.tolist(), "val": v.tolist()} for k, (t, v) in fold.curve.items()},
+    }
+
+
+def result_path(out: Path, pipeline: str, fold: int, share: str) -> Path:
+    return out / "results" / pipeline.replace(":", "-") / f"fold{fold}-{share}.json"
+
+
+def pipeline_options(settings: CompareSettings, num_classes: int) -> PipelineOptions:
+    bank = RandomBankSettings(
+        num_kernels=settings.bank_kernels, layers=settings.bank_layers, seed=settings.seed
+    )
+    return PipelineOptions(
+        num_classes=num_classes,
+        classifier=settings.classifier,
+        bank=bank,
+        scratch_epochs=settings.scratch_epochs,
+        seed=settings.seed,
+    )
+
+
+def run_one(pool: Pool, fold: Fold, share: str, name: str, argument, options) -> dict:
+    """Fit one pipeline on one fold's curve point; the record to save (cnnlab.metrics)."""
+    from cnnlab.metrics import classification_metrics
+
+    train_idx, val_idx = fold.curve[share]
+    take = lambda idx: Part(pool.images[torch.from_numpy(idx)], torch.from_numpy(pool.labels[idx]))  # noqa: E731
+    pipeline = build_pipeline(name, argument, options)
+    timed = fit_and_score(pipeline, take(train_idx), take(val_idx), take(fold.test).images)
+    targets = torch.from_numpy(pool.labels[fold.test])
+    metrics = classification_metrics(torch.from_numpy(timed.scores), targets, pool.class_names)
+    per_class = np.bincount(pool.labels[np.concatenate([train_idx, val_idx])])
+    return {
+        "format": FORMAT,
+        "pipeline": pipeline.name,
+        "fold": fold.index,
+        "share": share,
+        "train_images_per_class": float(per_class.mean()),
+        **{m: metrics[m] for m in METRICS},
+        "fit_seconds": timed.fit_seconds,
+        "predict_seconds": timed.predict_seconds,
+        "images_per_second": len(fold.test) / max(timed.predict_seconds, 1e-9),
+        "details": timed.details,
+        "seen": {k: index_digest(v) for k, v in (("train", train_idx), ("val", val_idx))}
+        | {"test": index_digest(fold.test)},
+    }
+
+
+def run_comparison(
+    settings: CompareSettings,
+    out: str | Path,
+    stream: TextIO | None = None,
+    after_result: Callable[[dict], None] = lambda record: None,
+) -> dict:
+    """Run every missing (pipeline, fold, curve point), then write the summary; returns it."""
+    from cnnlab.transfer.compare_report import write_summary
+
+    stream, out = stream or sys.stderr, Path(out)
+    parsed = parse_pipelines(settings.pipelines)
+    pool = load_pool(settings)
+    folds = make_folds(pool.labels, settings)
+    write_splits(out, settings, pool, folds)
+    atomic_write_json(out / "settings.json", {"format": FORMAT, **settings.to_dict()})
+    options = pipeline_options(settings, len(pool.class_names))
+    jobs = [
+        (fold, share_label(share), name, argument)
+        for fold in folds
+        for name, argument in parsed
+        for share in settings.curve
+    ]
+    label = lambda n, a: f"{n}:{a}" if a else n  # noqa: E731
+    todo = [j for j in jobs if not result_path(out, label(j[2], j[3]), j[0].index, j[1]).exists()]
+    print(
+        f"compare: {len(pool.labels):,} images of {settings.data}, {len(folds)} folds, "
+        f"{len(parsed)} pipelines, {len(settings.curve)} curve points: {len(jobs)} fits, "
+        f"{len(jobs) - len(todo)} already done (in {out})",
+        file=stream,
+    )
+    _run_jobs(todo, pool, options, out, stream, after_result, label)
+    return write_summary(out, settings, pool.class_names, [label(n, a) for n, a in parsed])
+
+
+def _run_jobs(todo, pool, options, out, stream, after_result, label) -> None:
+    start = time.perf_counter()
+    for done, (fold, share, name, argument) in enumerate(todo, start=1):
+        record = run_one(pool, fold, share, name, argument, options)
+        atomic_write_json(result_path(out, record["pipeline"], fold.index, share), record)
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (len(todo) - done)
+        print(
+            f"  [{done}/{len(todo)}] {label(name, argument)} fold {fold.index} "
+            f"{int(share)}%: accuracy {record['accuracy']:.4f} (fit {record['fit_seconds']:.1f} s)"
+            f", about {format_duration(left)} left",
+            file=stream,
+            flush=True,
+        )
+        after_result(record)

@@ -1,0 +1,213 @@
+"""The roads to a classifier that `cnnlab compare` runs on identical splits, one registry: raw
+pixels, the slides' random kernel bank (seed slide 000), hand-crafted features, each + a classical
+classifier; pretrained features + a classifier; fine-tuning; a CNN trained from scratch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.registry import Registry
+from cnnlab.transfer.classical import FittedClassifier, fit_classifier
+from cnnlab.transfer.random_bank import RandomBankFeatures, RandomBankSettings, raw_pixel_features
+
+
+@dataclass(frozen=True)
+class Part:
+    """Images of one part of a split: uint8 [N, C, H, W] and int64 labels [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Settings every pipeline may read; one object so the registry's builders share a shape."""
+
+    num_classes: int
+    classifier: str = "linear-svm"
+    bank: RandomBankSettings = RandomBankSettings()
+    handcrafted: tuple[str, ...] = ()  # extractor names; empty: all
+    scratch_epochs: int = 5
+    seed: int = 0
+    workers: int | None = None
+
+
+class Pipeline:
+    """fit(train, val) then scores(images) -> [N, K]; the class is the argmax. `name` is the
+    pipeline as written on the command line; `details` what fit chose (JSON types)."""
+
+    def __init__(self, name: str, argument: str | None, options: PipelineOptions) -> None:
+        self.name, self.argument, self.options = name, argument, options
+        self.details: dict = {}
+
+    def fit(self, train: Part, val: Part) -> None:
+        raise NotImplementedError
+
+    def scores(self, images: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+
+class FeaturePipeline(Pipeline):
+    """Features of the images, then a classical classifier with C (and gamma) chosen on val."""
+
+    classifier: FittedClassifier
+
+    def fit_features(self, images: torch.Tensor) -> None:
+        """Fit what the features learn from the training images (nothing by default)."""
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, train: Part, val: Part) -> None:
+        self.fit_features(train.images)
+        self.classifier = fit_classifier(
+            self.options.classifier,
+            self.features(train.images),
+            train.labels.numpy(),
+            self.features(val.images),
+            val.labels.numpy(),
+        )
+        self.details = {"classifier": self.options.classifier, **self.classifier.setting}
+
+    def scores(self, images: torch.Tensor) -> np.ndarray:
+        return self.classifier.class_scores(self.features(images), self.options.num_classes)
+
+
+@dataclass(frozen=True)
+class PipelineKind:
+    name: str
+    description: str
+    build: Callable[[str, str | None, PipelineOptions], Pipeline]
+    argument: str | None = None  # what follows "name:", e.g. "BACKBONE"; None: takes none
+
+
+PIPELINES: Registry[PipelineKind] = Registry("pipeline")
+
+
+def register_pipeline(name: str, description: str, argument: str | None = None) -> Callable:
+    def decorator(cls: type[Pipeline]) -> type[Pipeline]:
+        PIPELINES.add(name, PipelineKind(name, description, cls, argument))
+        return cls
+
+    return decorator
+
+
+@register_pipeline("raw-svm", "the pixels on [0, 1], flattened, + the classifier")
+class RawPixels(FeaturePipeline):
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        return raw_pixel_features(images).numpy()
+
+
+@register_pipeline("random-bank-svm", "the slides' LN, CO (random bank), BN, RL, PO + classifier")
+class RandomBank(FeaturePipeline):
+    def fit_features(self, images: torch.Tensor) -> None:
+        self.bank = RandomBankFeatures(self.options.bank).fit(images)
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        return self.bank.transform(images).numpy()
+
+
+@register_pipeline("handcrafted-svm", "LBP, GLCM, Hu, shape, HOG, histograms + the classifier")
+class Handcrafted(FeaturePipeline):
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        from cnnlab.transfer.handcrafted import handcrafted_features
+
+        names = self.options.handcrafted or None
+        return handcrafted_features(images.numpy(), names, self.options.workers)
+
+
+def _backbone_features() -> Callable:
+    """backbone_features of the backbone engineer's modules, or a clear error until it exists."""
+    import importlib
+
+    for module in ("cnnlab.transfer.backbones", "cnnlab.transfer.features"):
+        try:
+            return importlib.import_module(module).backbone_features
+        except (ImportError, AttributeError):
+            continue
+    raise CnnlabError(
+        "The pipeline pretrained-svm needs cnnlab.transfer.backbones (backbone_features), which "
+        "this installation does not have yet. Leave pretrained-svm out of --pipelines."
+    )
+
+
+@register_pipeline(
+    "pretrained-svm", "a pretrained backbone's features + the classifier", "BACKBONE"
+)
+class PretrainedFeatures(FeaturePipeline):
+    def fit_features(self, images: torch.Tensor) -> None:
+        self.extract = _backbone_features()
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        return np.asarray(self.extract(self.argument, images))
+
+
+@register_pipeline("scratch", "a cnnlab model trained from scratch (--scratch-epochs)", "MODEL")
+class Scratch(Pipeline):
+    pretrained = False
+
+    def fit(self, train: Part, val: Part) -> None:
+        from cnnlab.transfer.compare_training import train_in_memory
+
+        self.trained = train_in_memory(
+            self.argument, train, val, self.options, pretrained=self.pretrained
+        )
+        self.details = self.trained.details
+
+    def scores(self, images: torch.Tensor) -> np.ndarray:
+        return self.trained.scores(images)
+
+
+@register_pipeline("finetune", "a pretrained backbone fine-tuned (--scratch-epochs)", "BACKBONE")
+class Finetune(Scratch):
+    pretrained = True
+
+
+def parse_pipelines(text: str) -> list[tuple[str, str | None]]:
+    """ "raw-svm,scratch:lenet5" -> [("raw-svm", None), ("scratch", "lenet5")], checked."""
+    parsed = []
+    for token in (t.strip() for t in text.split(",")):
+        name, _, argument = token.partition(":")
+        kind = PIPELINES.get(name)
+        if kind.argument and not argument:
+            raise ConfigError(
+                f"Pipeline {name!r} needs a {kind.argument}: write {name}:{kind.argument}, "
+                f"e.g. {name}:resnet18."
+            )
+        if argument and not kind.argument:
+            raise ConfigError(f"Pipeline {name!r} takes no argument; write {name} alone.")
+        parsed.append((name, argument or None))
+    labels = [f"{n}:{a}" if a else n for n, a in parsed]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"--pipelines names a pipeline twice: {text!r}. Name each once.")
+    return parsed
+
+
+def build_pipeline(name: str, argument: str | None, options: PipelineOptions) -> Pipeline:
+    label = f"{name}:{argument}" if argument else name
+    return PIPELINES.get(name).build(label, argument, options)
+
+
+@dataclass
+class Timed:
+    """What one (pipeline, fold, curve point) produced: scores and the seconds spent."""
+
+    scores: np.ndarray  # [N_test, K]
+    fit_seconds: float
+    predict_seconds: float
+    details: dict = field(default_factory=dict)
+
+
+def fit_and_score(pipeline: Pipeline, train: Part, val: Part, test: torch.Tensor) -> Timed:
+    start = time.perf_counter()
+    pipeline.fit(train, val)
+    fitted = time.perf_counter()
+    scores = np.asarray(pipeline.scores(test), dtype=np.float64)
+    done = time.perf_counter()
+    return Timed(scores, fitted - start, done - fitted, dict(pipeline.details))
