@@ -17,4 +17,5 @@ COMMANDS: dict[str, str] = {
     "predict": "classify image files with a trained run",
     "explain": "explain a run: feature spaces per layer, neurons, where it looks",
     "export": "write a trained run's model as ONNX for ONNX Runtime",
+    "compare": "compare raw pixels, random bank, hand-crafted, CNNs on identical splits",
 }
