@@ -1,6 +1,7 @@
 """torchvision's ImageNet networks (ResNet, VGG, MobileNetV2, EfficientNet, DenseNet) under the
 cnnlab contract for transfer learning: any bands (the first conv is rebuilt), any classes. Built
-with weights=None: ImageNet weights are never downloaded or loaded, so they start untrained."""
+with weights=None, untrained; `--pretrained` loads torchvision's ImageNet weights afterwards
+(cnnlab/transfer/backbones.py), so model.json rebuilds them without a download."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cnnlab.models.registry import register_model
 
 log = logging.getLogger(__name__)
 
-UNTRAINED_NOTE = "untrained: weights=None, ImageNet weights are not loaded offline"
+UNTRAINED_NOTE = "untrained; ImageNet weights with --pretrained, where online"
 # Steps of forward_features/forward_head are dotted module names of the torchvision network or one
 # of these functional steps (what torchvision's own forward does between its modules).
 FUNCTIONAL_STEPS = {
