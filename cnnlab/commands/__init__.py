@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "score a trained run on a split and write RUN/eval/",
     "predict": "classify image files with a trained run",
     "explain": "explain a run: feature spaces per layer, neurons, where it looks",
+    "report": "write one self-contained, interactive HTML report of a run",
     "export": "write a trained run's model as ONNX for ONNX Runtime",
     "compare": "compare raw pixels, random bank, hand-crafted, CNNs on identical splits",
 }

@@ -1,0 +1,143 @@
+"""Reading back what `cnnlab evaluate` and `cnnlab explain` wrote (predictions CSV, explain's
+summary.json, its projection coordinates and other JSON files), for the report."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.run.paths import RunDir
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One row of eval/SPLIT-predictions.csv."""
+
+    sample_id: str
+    true: str
+    predicted: str
+    confidence: float
+    top: tuple[tuple[str, float], ...]  # (class, probability), most probable first
+
+    @property
+    def correct(self) -> bool:
+        return self.true == self.predicted
+
+    def probability_of(self, name: str) -> float | None:
+        """The probability of class `name`, or None when it is outside the recorded top-k."""
+        return next((p for label, p in self.top if label == name), None)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """explain/SPLIT/projections/METHOD/NN-LAYER-STATE.json: one layer's 2-D points."""
+
+    layer: str
+    state: str  # "trained" or "untrained"
+    method: str
+    position: int  # NN: the layer's place, shallow to deep
+    class_names: tuple[str, ...]
+    sample_ids: tuple[str, ...]
+    labels: tuple[int, ...]
+    predictions: tuple[int, ...]
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+
+def _parse_top(cell: str, path: Path) -> tuple[str, float]:
+    label, _, probability = cell.rpartition(":")
+    try:
+        return label, float(probability)
+    except ValueError:
+        raise CnnlabError(
+            f"'{path}' has a top-k cell {cell!r}; expected CLASS:PROBABILITY. "
+            "Write it again with `cnnlab evaluate`."
+        ) from None
+
+
+def read_predictions(run: RunDir, split: str) -> list[Prediction] | None:
+    """eval/SPLIT-predictions.csv as rows, or None if `cnnlab evaluate` has not written it."""
+    path = run.eval / f"{split}-predictions.csv"
+    if not path.exists():
+        return None
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            return [
+                Prediction(
+                    sample_id=row["sample"],
+                    true=row["true"],
+                    predicted=row["predicted"],
+                    confidence=float(row["confidence"]),
+                    top=tuple(
+                        _parse_top(row[key], path)
+                        for key in row
+                        if key.startswith("top") and row[key]
+                    ),
+                )
+                for row in reader
+            ]
+        except (KeyError, ValueError) as error:
+            raise CnnlabError(
+                f"'{path}' is missing column or value {error}; expected the columns "
+                "sample,true,predicted,confidence,top1... Write it again with `cnnlab evaluate`."
+            ) from None
+
+
+def read_explain_summary(run: RunDir, split: str) -> dict[str, Any] | None:
+    """explain/SPLIT/summary.json, or None if `cnnlab explain` has not been run on `split`."""
+    if not (run.explain(split) / "summary.json").exists():
+        return None
+    return run.read(f"explain/{split}/summary.json")
+
+
+def explain_file(run: RunDir, relative: str) -> Path | None:
+    """A file explain listed in its summary (relative to RUN/explain/), if it is still there."""
+    root = (run.path / "explain").resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise CnnlabError(
+            f"explain's summary lists {relative!r}, which is outside '{root}'; the summary is "
+            "damaged. Write it again with `cnnlab explain`."
+        )
+    return path if path.is_file() else None
+
+
+def read_explain_json(run: RunDir, relative: str) -> dict[str, Any] | None:
+    """One JSON file under RUN/explain/ (e.g. "test/separability.json"), or None if absent."""
+    path = explain_file(run, relative)
+    return None if path is None else run.read(str(Path("explain") / relative))
+
+
+def read_projections(run: RunDir, split: str, method: str) -> list[Projection]:
+    """Every layer's projection for `method`, trained first then untrained, shallow to deep."""
+    folder = run.explain(split) / "projections" / method
+    projections = []
+    for path in sorted(folder.glob("*.json")):
+        data = run.read(str(path.relative_to(run.path)))
+        try:
+            projections.append(
+                Projection(
+                    layer=data["layer"],
+                    state=data["state"],
+                    method=data["method"],
+                    position=int(path.name.split("-", 1)[0]),
+                    class_names=tuple(data["class_names"]),
+                    sample_ids=tuple(data["sample_ids"]),
+                    labels=tuple(int(v) for v in data["labels"]),
+                    predictions=tuple(int(v) for v in data["predictions"]),
+                    x=tuple(float(v) for v in data["x"]),
+                    y=tuple(float(v) for v in data["y"]),
+                )
+            )
+        except (KeyError, ValueError, TypeError) as error:
+            raise CnnlabError(
+                f"'{path}' is not a projection file (bad or missing key {error}); expected layer, "
+                "state, method, class_names, sample_ids, labels, predictions, x, y. Write it "
+                "again with `cnnlab explain`."
+            ) from None
+    projections.sort(key=lambda p: (p.state != "trained", p.position))
+    return projections
