@@ -1,0 +1,146 @@
+"""cnnlab compare on scikit-learn's digits (offline): identical splits for every pipeline, the
+statistics against hand computation and scipy, resuming skips finished work, outputs written."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from cnnlab.cli import main
+from cnnlab.transfer import compare
+from cnnlab.transfer.classical import CLASSIFIERS
+from cnnlab.transfer.compare_pipelines import PIPELINES, FeaturePipeline, register_pipeline
+
+SEEN: list[dict] = []  # what the spy pipeline was given, one entry per fit
+
+
+if "spy-svm" not in PIPELINES:
+
+    @register_pipeline("spy-svm", "raw pixels + classifier, recording the images it is given")
+    class Spy(FeaturePipeline):
+        def fit(self, train, val):
+            SEEN.append({"train": train.images.clone(), "val": val.images.clone()})
+            super().fit(train, val)
+
+        def features(self, images):
+            SEEN[-1].setdefault("scored", []).append(images.clone())
+            return images.flatten(1).float().numpy() / 255
+
+
+SETTINGS = compare.CompareSettings(
+    data="digits", pipelines="raw-svm,spy-svm", folds=3, curve=(0.5, 1.0), max_images=240
+)
+
+
+def test_every_pipeline_sees_exactly_the_saved_splits(tmp_path):
+    SEEN.clear()
+    summary = compare.run_comparison(SETTINGS, tmp_path, stream=open("/dev/null", "w"))
+    splits = json.loads((tmp_path / "splits.json").read_text())
+    pool = compare.load_pool(SETTINGS)
+    assert len(SEEN) == 6 and len(splits["folds"]) == 3
+    tests = [set(f["test"]) for f in splits["folds"]]
+    assert set().union(*tests) == set(range(240)) and sum(map(len, tests)) == 240  # a partition
+    for fold in splits["folds"]:
+        assert not set(fold["train"]) & set(fold["test"]) and not set(fold["val"]) & set(
+            fold["test"]
+        )
+        for share in ("050", "100"):
+            seen = SEEN.pop(0)
+            part = fold["curve"][share]
+            assert torch.equal(seen["train"], pool.images[part["train"]])
+            assert torch.equal(seen["val"], pool.images[part["val"]])
+            assert torch.equal(seen["scored"][-1], pool.images[fold["test"]])
+            for name in ("raw-svm", "spy-svm"):  # both pipelines record the same digests
+                record = json.loads(
+                    compare.result_path(tmp_path, name, fold["fold"], share).read_text()
+                )
+                assert record["seen"]["test"] == compare.index_digest(np.array(fold["test"]))
+                assert record["seen"]["train"] == compare.index_digest(np.array(part["train"]))
+    assert [r["pipeline"] for r in summary["pipelines"]] == ["raw-svm", "spy-svm"]
+
+
+def test_statistics_match_hand_computation_and_scipy(tmp_path):
+    summary = compare.run_comparison(SETTINGS, tmp_path, stream=open("/dev/null", "w"))
+    per_fold = {}
+    for record in summary["pipelines"]:
+        name = record["pipeline"]
+        rows = [
+            json.loads(compare.result_path(tmp_path, name, k, "100").read_text()) for k in range(3)
+        ]
+        for metric in compare.METRICS:
+            values = [r[metric] for r in rows]
+            mean = sum(values) / 3
+            sd = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5
+            assert record[metric] == pytest.approx(mean) and record[
+                f"{metric}_sd"
+            ] == pytest.approx(sd)
+        per_fold[name] = [r["accuracy"] for r in rows]
+    test = summary["paired_test"]
+    expected = stats.ttest_rel(per_fold[test["better"]], per_fold[test["worse"]]).pvalue
+    if np.isfinite(expected):
+        assert test["p_value"] == pytest.approx(expected)
+    for name in ("summary.json", "summary.csv", "learning_curve.csv", "learning_curve.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert len(summary["learning_curve"]) == 4
+
+
+def test_an_interrupted_comparison_continues_where_it_stopped(tmp_path):
+    class Interrupted(Exception):
+        pass
+
+    def stop(record):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        compare.run_comparison(SETTINGS, tmp_path, open("/dev/null", "w"), after_result=stop)
+    first = compare.result_path(tmp_path, "raw-svm", 0, "050")
+    assert first.exists()
+    finished = first.read_text()
+    deleted = compare.result_path(tmp_path, "raw-svm", 1, "100")
+    SEEN.clear()
+    computed = []
+    compare.run_comparison(SETTINGS, tmp_path, open("/dev/null", "w"), after_result=computed.append)
+    assert first.read_text() == finished  # not recomputed
+    assert len(computed) == 11 and deleted.exists()  # 12 fits, 1 finished before the stop
+    deleted.unlink()  # a lost result is computed again, and only it
+    computed.clear()
+    compare.run_comparison(SETTINGS, tmp_path, open("/dev/null", "w"), after_result=computed.append)
+    assert [(r["pipeline"], r["fold"], r["share"]) for r in computed] == [("raw-svm", 1, "100")]
+
+
+def test_other_splits_in_the_same_folder_are_refused(tmp_path):
+    from cnnlab.errors import ConfigError
+
+    small = compare.CompareSettings(
+        data="digits", pipelines="raw-svm", folds=2, curve=(1.0,), max_images=60
+    )
+    compare.run_comparison(small, tmp_path, open("/dev/null", "w"))
+    other = compare.CompareSettings(
+        data="digits", pipelines="raw-svm", folds=3, curve=(1.0,), max_images=60
+    )
+    with pytest.raises(ConfigError, match="other splits"):
+        compare.run_comparison(other, tmp_path, open("/dev/null", "w"))
+
+
+def test_random_bank_and_handcrafted_on_repeats_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--data", "digits", "--pipelines", "random-bank-svm,handcrafted-svm"]
+    argv += ["--repeats", "2", "--max-images", "150", "--curve", "1", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [r["pipeline"] for r in summary["pipelines"]] == ["random-bank-svm", "handcrafted-svm"]
+    assert all(r["accuracy"] > 0.5 and r["folds"] == 2 for r in summary["pipelines"])
+
+
+def test_missing_backbone_or_bad_pipeline_is_one_clear_line(tmp_path, capsys):
+    assert main(["compare", "--pipelines", "raw-svm,scratch", "--out", str(tmp_path)]) == 2
+    assert "scratch:MODEL" in capsys.readouterr().err
+
+
+def test_classifier_choices_are_the_registry(capsys):
+    """The command's --classifier choices (kept torch-free in the command) are the registry's."""
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "{" + ",".join(CLASSIFIERS.names()) + "}" in capsys.readouterr().out
