@@ -23,6 +23,7 @@ WORKFLOW_ORDER = [
     "evaluate",
     "predict",
     "explain",
+    "report",
     "export",
 ]
 # `cnnlab explain --help` before its flags were generated from ExplainConfig (2026-12).

@@ -213,3 +213,11 @@ def test_browser_confusion_cell_opens_its_images(page):
     assert panel.locator("img").count() == min(count, 48)
     assert "p(1) =" in panel.inner_text()
     assert page.errors == [] and page.outside == []
+
+
+def test_report_of_a_run_written_by_cnnlab_0_1_0(tmp_path, capsys):
+    old_run = shutil.copytree(Path(__file__).parent / "fixtures" / "run-0.1.0", tmp_path / "old")
+    assert main(["report", str(old_run)]) == 0
+    html = (old_run / "report.html").read_text()
+    assert '<section id="model">' in html and "receptive field" in html
+    assert f"cnnlab explain {old_run}" in capsys.readouterr().out
