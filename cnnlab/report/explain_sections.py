@@ -39,7 +39,7 @@ def projections_section(inputs: ReportInputs, colours: list[str]) -> Section:
         section.missing.append("Hovering shows no image: " + (inputs.data_note or ""))
     method = inputs.projections[0].method
     section.body = paragraph(
-        f"{len(samples)} images of the {inputs.split} split projected with {method} at every "
+        f"{len(samples):,} images of the {inputs.split} split projected with {method} at every "
         "explained layer (crosses: misclassified). Hover a point to see its image; drag a box to "
         "select images and see where they lie in every other layer."
     ) + chart_slot("projections")
