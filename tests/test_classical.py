@@ -10,7 +10,7 @@ from cnnlab.transfer.classical import CLASSIFIERS, fit_classifier, standardiser
 def _blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     generator = np.random.default_rng(seed)
     labels = np.arange(n) % 3
-    features = generator.normal(size=(n, 4)) + labels[:, None] * 3.0
+    features = generator.normal(size=(n, 4)) + labels[:, None] * 4.0
     features[:, 3] = 7.0  # a constant feature: scale 1, not 0/0
     return features, labels
 

@@ -25,6 +25,7 @@ WORKFLOW_ORDER = [
     "explain",
     "report",
     "export",
+    "compare",
 ]
 # `cnnlab explain --help` before its flags were generated from ExplainConfig (2026-12).
 EXPLAIN_FLAGS = {

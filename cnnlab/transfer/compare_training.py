@@ -4,12 +4,12 @@ finetune:BACKBONE): the plain loop of cnnlab.training on one split's tensors, no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.transfer.compare_pipelines import Part, PipelineOptions
 
 
 @dataclass
@@ -26,9 +26,10 @@ class TrainedModel:
 
 
 def train_in_memory(
-    model_name: str, train: Part, val: Part, options: PipelineOptions, pretrained: bool
+    model_name: str, train: Any, val: Any, options: Any, pretrained: bool
 ) -> TrainedModel:
-    """Train on train (val is only scored at the end) for options.scratch_epochs epochs."""
+    """Train on train (val is only scored at the end) for options.scratch_epochs epochs; train
+    and val are compare_pipelines.Part, options its PipelineOptions (not imported: no cycle)."""
     from cnnlab.data.loader import Normalizer, epoch_order, num_batches, train_batches
     from cnnlab.data.splits import channel_mean_std
     from cnnlab.runtime.predict import StepSettings
@@ -63,7 +64,7 @@ def train_in_memory(
     return trained
 
 
-def _build(model_name: str, train: Part, num_classes: int, pretrained: bool) -> torch.nn.Module:
+def _build(model_name: str, train: Any, num_classes: int, pretrained: bool) -> torch.nn.Module:
     from cnnlab.models.registry import ModelSpec, build_model
 
     _, channels, height, width = train.images.shape
