@@ -18,5 +18,5 @@ COMMANDS: dict[str, str] = {
     "explain": "explain a run: feature spaces per layer, neurons, where it looks",
     "report": "write one self-contained, interactive HTML report of a run",
     "export": "write a trained run's model as ONNX for ONNX Runtime",
-    "compare": "compare raw pixels, random bank, hand-crafted, CNNs on identical splits",
+    "compare": "compare classifier pipelines on identical splits",
 }
