@@ -9,9 +9,9 @@ import torch
 from scipy import stats
 
 from cnnlab.cli import main
-from cnnlab.transfer import compare
+from cnnlab.compare import runner as compare
+from cnnlab.compare.pipelines import PIPELINES, FeaturePipeline, register_pipeline
 from cnnlab.transfer.classical import CLASSIFIERS
-from cnnlab.transfer.compare_pipelines import PIPELINES, FeaturePipeline, register_pipeline
 
 SEEN: list[dict] = []  # what the spy pipeline was given, one entry per fit
 
@@ -84,6 +84,24 @@ def test_statistics_match_hand_computation_and_scipy(tmp_path):
     for name in ("summary.json", "summary.csv", "learning_curve.csv", "learning_curve.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert len(summary["learning_curve"]) == 4
+
+
+def test_read_comparison_gives_the_report_what_it_shows(tmp_path):
+    from cnnlab.compare.outputs import read_comparison
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a finished comparison"):
+        read_comparison(tmp_path)
+    summary = compare.run_comparison(SETTINGS, tmp_path, stream=open("/dev/null", "w"))
+    read = read_comparison(tmp_path)
+    assert read["summary"] == json.loads(json.dumps(summary))
+    assert read["learning_curve"] == summary["learning_curve"]
+    assert read["learning_curve_png"].endswith("learning_curve.png")
+    assert [len(rows) for rows in read["results"].values()] == [6, 6]  # 3 folds x 2 points
+    assert read["splits"]["num_images"] == 240 and len(read["splits"]["folds"]) == 3
+    fold = read["splits"]["folds"][0]
+    assert fold["train"] + fold["val"] + fold["test"] == 240
+    assert fold["curve"]["100"] == {"train": fold["train"], "val": fold["val"]}
 
 
 def test_an_interrupted_comparison_continues_where_it_stopped(tmp_path):

@@ -13,6 +13,7 @@ INDEPENDENT_OF_TRAINING = (
     "cnnlab.runtime",
     "cnnlab.run",
     "cnnlab.report",
+    "cnnlab.transfer",  # training's fine-tuning imports transfer: it must stay below training
 )
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 79, 500
 
@@ -115,6 +116,20 @@ def test_inference_explain_runtime_and_run_never_reach_training():
             if chain:
                 chains.append(" -> ".join(chain))
     assert not chains, "these import cnnlab.training:\n" + "\n".join(chains)
+
+
+def test_only_the_compare_command_reaches_the_comparison_harness():
+    """cnnlab.compare sits above training and inference (it trains and scores models): nothing
+    below it may import it, only its own modules and its command."""
+    allowed = ("cnnlab.compare", "cnnlab.commands.compare")
+    chains = []
+    for name in MODULES:
+        if name == "cnnlab" or name.startswith(tuple(a + s for a in allowed for s in ("", "."))):
+            continue
+        chain = _import_chain(name, lambda m: m.split(".")[:2] == ["cnnlab", "compare"])
+        if chain:
+            chains.append(" -> ".join(chain))
+    assert not chains, "these import cnnlab.compare:\n" + "\n".join(chains)
 
 
 def _fresh_python(code: str) -> str:

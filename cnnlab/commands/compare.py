@@ -1,5 +1,5 @@
 """`cnnlab compare`: raw pixels, the slides' random kernel bank, hand-crafted features, pretrained
-features, fine-tuning and training from scratch, on identical splits (cnnlab.transfer.compare)."""
+features, fine-tuning and training from scratch, on identical splits (cnnlab.compare.runner)."""
 
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.transfer.compare import CompareSettings, run_comparison
-    from cnnlab.transfer.compare_report import format_table
+    from cnnlab.compare.outputs import format_table
+    from cnnlab.compare.runner import CompareSettings, run_comparison
 
     settings = CompareSettings(
         data=args.data,

@@ -1,6 +1,6 @@
 """`cnnlab compare`: every pipeline on exactly the same seeded stratified splits (K-fold or
 repeated hold-out), each (pipeline, fold, curve point) saved atomically as it finishes, so an
-interrupted comparison continues where it stopped. Statistics and plots: compare_report.py."""
+interrupted comparison continues where it stopped. Statistics and plots: outputs.py."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from cnnlab.errors import ConfigError
-from cnnlab.fileio import atomic_write_json
-from cnnlab.runtime.progress import format_duration
-from cnnlab.transfer.compare_pipelines import (
+from cnnlab.compare.pipelines import (
     Part,
     PipelineOptions,
     build_pipeline,
     fit_and_score,
     parse_pipelines,
 )
+from cnnlab.errors import ConfigError
+from cnnlab.fileio import atomic_write_json
+from cnnlab.runtime.progress import format_duration
 from cnnlab.transfer.random_bank import RandomBankSettings
 
 FORMAT = 1
@@ -253,7 +253,7 @@ def run_comparison(
     after_result: Callable[[dict], None] = lambda record: None,
 ) -> dict:
     """Run every missing (pipeline, fold, curve point), then write the summary; returns it."""
-    from cnnlab.transfer.compare_report import write_summary
+    from cnnlab.compare.outputs import write_summary
 
     stream, out = stream or sys.stderr, Path(out)
     parsed = parse_pipelines(settings.pipelines)

@@ -153,7 +153,7 @@ class Scratch(Pipeline):
     pretrained = False
 
     def fit(self, train: Part, val: Part) -> None:
-        from cnnlab.transfer.compare_training import train_in_memory
+        from cnnlab.compare.training import train_in_memory
 
         self.trained = train_in_memory(
             self.argument, train, val, self.options, pretrained=self.pretrained

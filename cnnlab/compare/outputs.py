@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.errors import ConfigError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
+FORMAT = 1
 FULL = "100"  # the curve point with every training image: the table's results
 COLUMNS = ("accuracy", "balanced_accuracy", "cohen_kappa", "macro_f1")
 
@@ -96,7 +98,7 @@ def write_summary(out: Path, settings, class_names: list[str], pipelines: list[s
     ranked = sorted(records, key=lambda r: r["accuracy"], reverse=True)
     curves = [point for name in pipelines for point in learning_curve(name, rows[name])]
     summary = {
-        "format": 1,
+        "format": FORMAT,
         "settings": settings.to_dict(),
         "class_names": class_names,
         "sd": "sample standard deviation over folds (n - 1)",
@@ -167,3 +169,61 @@ def format_table(summary: dict) -> str:
             f"paired t-test p = {test['p_value']:.3g}"
         )
     return "\n".join(lines)
+
+
+def read_comparison(folder: str | Path) -> dict:
+    """A finished comparison's outputs, read back (for the HTML report; no torch):
+
+    - "folder": the folder, resolved; "learning_curve_png": its PNG path (None if absent)
+    - "summary": summary.json (settings, class_names, "pipelines": one table row each with
+      mean and sd per metric and per_fold_accuracy, "paired_test" or None, "learning_curve")
+    - "results": {pipeline: its per-(fold, curve point) records, sorted by share then fold}
+    - "learning_curve": the summary's points (pipeline, share, train_images_per_class,
+      accuracy, accuracy_sd, folds)
+    - "splits": data, num_images, class_names, fingerprint and per fold the sizes of train,
+      val and test and of each curve point's train and val (the indices stay in splits.json)
+    """
+    out = Path(folder).expanduser().resolve()
+    summary = _read_record(out / "summary.json", "cnnlab compare ... --out FOLDER")
+    splits = _read_record(out / "splits.json", "the same cnnlab compare command")
+    names = [row["pipeline"] for row in summary["pipelines"]]
+    png = out / "learning_curve.png"
+    return {
+        "folder": str(out),
+        "summary": summary,
+        "results": {name: read_results(out, name) for name in names},
+        "learning_curve": summary["learning_curve"],
+        "learning_curve_png": str(png) if png.is_file() else None,
+        "splits": {
+            **{k: splits[k] for k in ("data", "num_images", "class_names", "fingerprint")},
+            "folds": [_fold_sizes(fold) for fold in splits["folds"]],
+        },
+    }
+
+
+def _read_record(path: Path, rerun: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(
+            f"'{path}' is missing: {path.parent} is not a finished comparison. Run {rerun} "
+            "to finish it (finished pipeline-folds are kept)."
+        )
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"'{path}' is not readable JSON ({error}); rerun {rerun}.") from None
+    if record.get("format", 1) > FORMAT:
+        raise ConfigError(
+            f"'{path}' has format {record['format']}, written by a newer cnnlab; upgrade cnnlab."
+        )
+    return record
+
+
+def _fold_sizes(fold: dict) -> dict:
+    return {
+        "fold": fold["fold"],
+        **{part: len(fold[part]) for part in ("train", "val", "test")},
+        "curve": {
+            share: {part: len(point[part]) for part in ("train", "val")}
+            for share, point in fold["curve"].items()
+        },
+    }
