@@ -1,6 +1,7 @@
 """`cnnlab report`: one self-contained HTML file per run, built from the run directory alone; the
 browser tests open it in headless Chromium (Debian's package, driven by Playwright)."""
 
+import json
 import os
 import re
 import shutil
@@ -53,6 +54,8 @@ def run_path(tmp_path_factory) -> Path:
         "features,separability,cam",
         "--cam-methods",
         "gradcam",
+        "--masks",
+        "auto",
     ]
     assert main(explain) == 0
     assert main(["report", str(path)]) == 0
@@ -76,6 +79,8 @@ def test_report_is_one_self_contained_file(run_path):
     assert html.count("data:image/png;base64,") > 200  # thumbnails and explain's figures
     assert "projection-points" in html and "confusion-data" in html
     assert "Training did not" in html or "separation" in html  # explain's statement is shown
+    assert "<h3>Object share</h3>" in html and "Masks derived from the images" in html
+    assert "importance inside the object: object share masks" in html  # the masks' outlines
 
 
 def test_report_states_missing_parts_and_their_commands(run_path, tmp_path, capsys):
@@ -87,6 +92,18 @@ def test_report_states_missing_parts_and_their_commands(run_path, tmp_path, caps
         assert f"cnnlab explain {copy}" in text
         assert f"cnnlab evaluate {copy}" in text
     assert '<section id="curves">' in html and "projection-points" not in html
+
+
+def test_report_without_object_share_names_masks_auto(run_path, tmp_path, capsys):
+    copy = _copy_without(run_path, tmp_path / "run")
+    summary_path = copy / "explain" / "test" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    del summary["cam"]["object_share"]
+    summary["files"] = [f for f in summary["files"] if "object-share" not in f]
+    summary_path.write_text(json.dumps(summary))
+    assert main(["report", str(copy), "--out", str(tmp_path / "r.html")]) == 0
+    assert f"cnnlab explain {copy} --what cam --masks auto" in capsys.readouterr().out
+    assert "<h3>Object share</h3>" not in (tmp_path / "r.html").read_text()
 
 
 def test_read_functions_match_what_evaluate_and_explain_wrote(run_path):

@@ -17,6 +17,7 @@ EPILOG = """examples:
   cnnlab explain runs/fmnist --untrained           # before/after: also the initialisation
   cnnlab explain runs/fmnist --what separability,features --method umap --max-points 5000
   cnnlab explain runs/parasites --what cam --masks masks/ --cam-methods gradcam,occlusion
+  cnnlab explain runs/coins --what cam --masks auto   # masks derived: objects on a plain background
   cnnlab explain runs/fmnist --layers input,features.stage2,last_hidden --pooling gap
 
 layers are dotted names from the model's named_modules() (`cnnlab summary` lists them), plus
@@ -32,11 +33,15 @@ written under RUN/explain/SPLIT/:
   activations/NN-LAYER.png         one image's feature maps at every layer (--image-index)
   cam/METHOD-correct|confusions|top-losses.png, methods.png, galleries.json
   cam/object-share.png/.json       with --masks: importance inside the object, per class
+  cam/object-share-masks.png       with --masks auto: the derived masks outlined on the images
 and RUN/explain/filters-STATE.png/filters.json: the first convolution's kernel bank.
 
 masks mirror the images: for folder: data the same relative path under --masks (any image suffix,
 .png first); for named data sets MASKS/PART/INDEX.png for the sample "PART:INDEX" (e.g.
-masks/test/17.png). White (> 127) is the object.
+masks/test/17.png). White (> 127) is the object. --masks auto derives them from each image
+(an approximation for objects on a plain background): Otsu's threshold, the object is the side
+unlike the border's typical value, its largest connected component, small holes filled; images
+where none is found (e.g. constant ones) are counted and left out. A folder named auto: ./auto.
 """
 
 
@@ -63,11 +68,11 @@ FIELD_HELP = {
     "cam_layer": "layer of Grad-CAM(++) (default: the deepest spatial feature layer)",
     "image_index": "image of the split whose feature maps are shown (default: {default})",
     "per_cell": "images per confusion-matrix cell in the galleries (default: {default})",
-    "masks": "object masks mirroring the images (see below): report the share of importance "
-    "inside the object",
+    "masks": "object masks mirroring the images, or 'auto' to derive them (see below): report "
+    "the share of importance inside the object",
     "batch_size": "images per forward pass (default: {default})",
 }
-METAVARS = {"masks": "DIR"}
+METAVARS = {"masks": "DIR|auto"}
 
 
 def register(subparsers: Any) -> None:
@@ -154,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
             print(entry["statement"])
     share = summary.get("cam", {}).get("object_share")
     if share:
+        for text in [share.get("note"), share.get("statement")]:
+            if text:
+                print(text)
         for values in share["methods"].values():
             print(values["statement"])
     print(

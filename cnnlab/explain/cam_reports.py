@@ -18,6 +18,7 @@ from cnnlab.explain.cam import Explainer, build_explainer, object_share
 from cnnlab.explain.contracts import Options, Report
 from cnnlab.explain.galleries import overlay, plot_tile_rows, to_rgb
 from cnnlab.explain.image_reports import layer_outputs
+from cnnlab.explain.masks import object_masks, plot_mask_outlines
 from cnnlab.explain.plots import new_figure, save_figure
 from cnnlab.fileio import atomic_write_json
 from cnnlab.metrics import confusion_matrix
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 MAX_CONFUSION_CELLS = 10
 TOP_LOSSES = 12
-MAX_MASKED_IMAGES = 1000
 
 
 def deepest_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
@@ -337,49 +337,6 @@ def _maps(
     return result
 
 
-def mask_path(masks_dir: Path, sample_id: str) -> Path | None:
-    """The mask of a sample: the same relative path under masks_dir (any image suffix, .png
-    first) for folder: sources, masks_dir/<part>/<index>.png for ids like "test:17"."""
-    if ":" in sample_id and "/" not in sample_id:
-        part, _, index = sample_id.partition(":")
-        candidate = masks_dir / part / f"{index}.png"
-        return candidate if candidate.is_file() else None
-    relative = Path(sample_id)
-    for candidate in (masks_dir / relative, masks_dir / relative.with_suffix(".png")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_masks(
-    masks_dir: str, sample_ids: list[str], record: DatasetRecord
-) -> tuple[list[int], torch.Tensor]:
-    """(rows that have a mask, bool masks [M, H, W]) resized as the images were; object = bright."""
-    from cnnlab.data.images import decode_image
-
-    root = Path(masks_dir)
-    if not root.is_dir():
-        raise CnnlabError(f"--masks '{root}' is not a folder of mask images.")
-    height, width = record.image_size
-    rows, masks = [], []
-    for row, sample_id in enumerate(sample_ids):
-        path = mask_path(root, sample_id)
-        if path is None:
-            continue
-        pixels = decode_image(path, 1, (height, width), aspect=record.aspect)
-        masks.append(torch.from_numpy(pixels)[0] > 127)
-        rows.append(row)
-        if len(rows) >= MAX_MASKED_IMAGES:
-            break
-    if not rows:
-        example = mask_path.__doc__.split(":", 1)[1].strip()
-        raise CnnlabError(
-            f"No mask was found in '{root}' for the {len(sample_ids)} images explained (the first "
-            f"is {sample_ids[0]!r}). Masks mirror the images: {example}"
-        )
-    return rows, torch.stack(masks)
-
-
 def write_object_share(
     explainers: dict[str, Explainer],
     scored: ScoredImages,
@@ -391,14 +348,27 @@ def write_object_share(
 ) -> dict[str, Any]:
     """Per class and method: the mean share of importance inside the object, beside the mean
     share of the image the object covers (what a map blind to the object would score)."""
-    rows, masks = load_masks(config.masks, scored.sample_ids, record)
+    found = object_masks(config.masks, scored.images, scored.sample_ids, record)
+    rows, masks = found.rows, found.masks
+    result: dict[str, Any] = {**found.describe(), "target": "predicted class", "methods": {}}
+    if found.derived:
+        plot_mask_outlines(
+            scored.images,
+            scored.labels,
+            scored.class_names,
+            found,
+            report.wrote(out / "cam" / "object-share-masks.png", out.parent),
+        )
+    if not rows:
+        result["statement"] = (
+            f"No object was found in any of the {len(scored.images)} images (each is constant, "
+            "or its threshold leaves no object apart from the border), so there is no object "
+            "share. Give masks with --masks DIR."
+        )
+        atomic_write_json(report.wrote(out / "cam" / "object-share.json", out.parent), result)
+        return result
     area = masks.float().flatten(1).mean(1)  # [M]: the share of each image the object covers
-    result: dict[str, Any] = {
-        "images_with_masks": len(rows),
-        "target": "predicted class",
-        "mean_object_area": round(float(area.mean()), 4),
-        "methods": {},
-    }
+    result["mean_object_area"] = round(float(area.mean()), 4)
     for method, explainer in explainers.items():
         maps = _maps(explainer, scored.images, scored.predictions, rows, settings)
         share = object_share(
@@ -407,6 +377,8 @@ def write_object_share(
         result["methods"][method] = _method_object_share(
             method, share, area, scored.labels[rows], scored.class_names
         )
+        if found.derived:
+            result["methods"][method]["statement"] += " (Masks derived: an approximation.)"
     _plot_object_share(
         result,
         list(explainers),
@@ -477,9 +449,10 @@ def _plot_object_share(
     axes.set_xticks(ticks, labels=class_names, rotation=30, ha="right", fontsize=8)
     axes.set_ylim(0, 1)
     axes.set_ylabel("share of importance inside the object")
+    derived = "; masks derived from the images, an approximation" if result.get("note") else ""
     axes.set_title(
         "Object, not background? Importance inside the mask vs the mask's area "
-        f"({result['images_with_masks']} images)",
+        f"({result['images_with_masks']} images{derived})",
         fontsize=9,
     )
     axes.legend(fontsize=7)

@@ -73,10 +73,10 @@ class ExplainConfig:
             EXPLAINERS.get(name)
         if self.pooling not in POOLINGS:
             raise CnnlabError(f"--pooling must be one of {', '.join(POOLINGS)}.")
-        if self.masks is not None and not Path(self.masks).is_dir():
+        if self.masks not in (None, "auto") and not Path(self.masks).is_dir():
             raise CnnlabError(
                 f"--masks '{self.masks}' is not a folder. Give the folder of object masks that "
-                "mirrors the images (see `cnnlab explain --help`)."
+                "mirrors the images (see `cnnlab explain --help`), or 'auto' to derive them."
             )
         if self.max_features < 1 or self.neighbours < 1 or self.per_cell < 1:
             raise CnnlabError("--max-features, --neighbours and --per-cell must be at least 1.")

@@ -61,9 +61,11 @@ def _statements(inputs: ReportInputs) -> dict[str, list[str]]:
     for layer in (summary.get("neurons") or {}).values():
         if isinstance(layer, dict) and layer.get("statement"):
             found["/neurons/"].append(layer["statement"])
-    share = summary.get("object_share") or {}
+    share = (summary.get("cam") or {}).get("object_share") or {}
     if isinstance(share, dict):
-        found["object-share"] += [v for k, v in share.items() if "statement" in k or k == "note"]
+        found["object-share"] += [share[k] for k in ("note", "statement") if share.get(k)]
+        methods = share.get("methods") or {}
+        found["object-share"] += [m["statement"] for m in methods.values() if "statement" in m]
     return found
 
 
@@ -93,10 +95,11 @@ def explain_section(inputs: ReportInputs) -> Section:
                 gone.append(relative)
                 continue
             section.body += figure(file_data_uri(path), f"{prefix}: {_caption(relative)}", "wide")
-    if "object-share" not in " ".join(pictures):
+    if "object-share" not in " ".join(pictures) and not statements["object-share"]:
         section.missing.append(
-            "No object share: it needs object masks. Give them with "
-            f"`cnnlab explain {inputs.run.path} --what cam --masks DIR`."
+            "No object share: it needs object masks. Derive them from the images (objects on a "
+            f"plain background) with `cnnlab explain {inputs.run.path} --what cam --masks auto`, "
+            "or give a folder of masks mirroring the images with `--masks DIR`."
         )
     if gone:
         section.missing.append(
