@@ -64,6 +64,18 @@ def register(subparsers: Any) -> None:
                         help="random-bank-svm: layers of CO, BN, RL, PO (1)")  # fmt: skip
     parser.add_argument("--scratch-epochs", type=int, default=5,
                         help="scratch: and finetune: epochs of training (5)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="scratch: and finetune: images per step (32)")  # fmt: skip
+    parser.add_argument("--learning-rate", type=float,
+                        help="scratch:, finetune: peak learning rate")  # fmt: skip
+    parser.add_argument("--weights", help="pretrained-svm: and finetune: start from this "
+                        "weights file instead of the backbone's own")  # fmt: skip
+    parser.add_argument("--freeze-epochs", type=int, default=1,
+                        help="finetune: epochs training only the new classifier (1)")  # fmt: skip
+    parser.add_argument("--lr-decay-per-stage", type=float, default=1.0,
+                        help="finetune: stage i from the top: rate * F**i (1)")  # fmt: skip
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="finetune: keep batch-norm statistics fixed")  # fmt: skip
     parser.add_argument(
         "--out", help="output folder (default: compare/NAME from data and pipelines)"
     )
@@ -89,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
         bank_kernels=args.bank_kernels,
         bank_layers=args.bank_layers,
         scratch_epochs=args.scratch_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weights=args.weights,
+        freeze_epochs=args.freeze_epochs,
+        lr_decay_per_stage=args.lr_decay_per_stage,
+        freeze_bn=args.freeze_bn,
         data_dir=args.data_dir,
     )
     out = args.out or f"compare/{settings.default_name()}"

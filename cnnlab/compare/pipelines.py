@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
 from cnnlab.transfer.classical import FittedClassifier, fit_classifier
 from cnnlab.transfer.random_bank import RandomBankFeatures, RandomBankSettings, raw_pixel_features
@@ -33,7 +33,13 @@ class PipelineOptions:
     classifier: str = "linear-svm"
     bank: RandomBankSettings = RandomBankSettings()
     handcrafted: tuple[str, ...] = ()  # extractor names; empty: all
-    scratch_epochs: int = 5
+    scratch_epochs: int = 5  # scratch: and finetune: (cnnlab.training's TrainConfig fields)
+    batch_size: int = 32
+    learning_rate: float | None = None  # None: TrainConfig's default for its optimiser
+    weights: str | None = None  # pretrained-svm: and finetune: start from this file
+    freeze_epochs: int = 1
+    lr_decay_per_stage: float = 1.0
+    freeze_bn: bool = False
     seed: int = 0
     workers: int | None = None
 
@@ -122,30 +128,15 @@ class Handcrafted(FeaturePipeline):
         return handcrafted_features(images.numpy(), names, self.options.workers)
 
 
-def _backbone_features() -> Callable:
-    """backbone_features of the backbone engineer's modules, or a clear error until it exists."""
-    import importlib
-
-    for module in ("cnnlab.transfer.backbones", "cnnlab.transfer.features"):
-        try:
-            return importlib.import_module(module).backbone_features
-        except (ImportError, AttributeError):
-            continue
-    raise CnnlabError(
-        "The pipeline pretrained-svm needs cnnlab.transfer.backbones (backbone_features), which "
-        "this installation does not have yet. Leave pretrained-svm out of --pipelines."
-    )
-
-
 @register_pipeline(
     "pretrained-svm", "a pretrained backbone's features + the classifier", "BACKBONE"
 )
 class PretrainedFeatures(FeaturePipeline):
-    def fit_features(self, images: torch.Tensor) -> None:
-        self.extract = _backbone_features()
-
     def features(self, images: torch.Tensor) -> np.ndarray:
-        return np.asarray(self.extract(self.argument, images))
+        from cnnlab.transfer.features import backbone_features
+
+        weights = self.options.weights
+        return backbone_features(self.argument, images, weights=weights, progress=False).numpy()
 
 
 @register_pipeline("scratch", "a cnnlab model trained from scratch (--scratch-epochs)", "MODEL")
@@ -164,7 +155,9 @@ class Scratch(Pipeline):
         return self.trained.scores(images)
 
 
-@register_pipeline("finetune", "a pretrained backbone fine-tuned (--scratch-epochs)", "BACKBONE")
+@register_pipeline(
+    "finetune", "a pretrained backbone fine-tuned (--scratch-epochs, --freeze-epochs)", "BACKBONE"
+)
 class Finetune(Scratch):
     pretrained = True
 

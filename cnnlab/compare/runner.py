@@ -50,6 +50,12 @@ class CompareSettings:
     bank_kernels: int = 16
     bank_layers: int = 1
     scratch_epochs: int = 5
+    batch_size: int = 32  # scratch: and finetune: (small data sets want more steps than 128)
+    learning_rate: float | None = None
+    weights: str | None = None  # pretrained-svm: and finetune: start from this weights file
+    freeze_epochs: int = 1
+    lr_decay_per_stage: float = 1.0
+    freeze_bn: bool = False
     data_dir: str | None = None
 
     def to_dict(self) -> dict:
@@ -215,6 +221,12 @@ def pipeline_options(settings: CompareSettings, num_classes: int) -> PipelineOpt
         classifier=settings.classifier,
         bank=bank,
         scratch_epochs=settings.scratch_epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        weights=settings.weights,
+        freeze_epochs=settings.freeze_epochs,
+        lr_decay_per_stage=settings.lr_decay_per_stage,
+        freeze_bn=settings.freeze_bn,
         seed=settings.seed,
     )
 

@@ -45,12 +45,17 @@ def pretrained_normalization(
     data set's, so the pretrained filters see inputs on the scale they were trained on."""
     if not starts_pretrained(config) or model_name not in BACKBONES:
         return record
+    mean, std = weights_mean_std(model_name, record.channels)
+    return dataclasses.replace(record, normalization=Normalization(mean, std))
+
+
+def weights_mean_std(model_name: str, channels: int) -> tuple[tuple[float, ...], ...]:
+    """The backbone's per-band mean and std, averaged over RGB for other band counts."""
     pre = BACKBONES.get(model_name).preprocessing
-    mean, std = pre.mean, pre.std
-    if record.channels != len(mean):
-        mean = (sum(mean) / len(mean),) * record.channels
-        std = (sum(std) / len(std),) * record.channels
-    return dataclasses.replace(record, normalization=Normalization(tuple(mean), tuple(std)))
+    mean, std = tuple(pre.mean), tuple(pre.std)
+    if channels != len(mean):
+        mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
+    return mean, std
 
 
 def load_start_weights(config: TrainConfig, model: nn.Module, model_name: str) -> dict[str, Any]:

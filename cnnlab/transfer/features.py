@@ -21,7 +21,7 @@ from torch import nn
 from cnnlab.data.locate import cache_root
 from cnnlab.errors import ConfigError
 from cnnlab.fileio import atomic_write_bytes
-from cnnlab.models import ModelSpec, build_model
+from cnnlab.models import MODELS, ModelSpec, build_model
 from cnnlab.runtime.device import resolve_device
 from cnnlab.transfer.backbones import BACKBONES, load_pretrained
 from cnnlab.transfer.weights import Preprocessing
@@ -53,21 +53,32 @@ def backbone_features(
             f"backbone_features takes uint8 images [N, C, H, W]; got {images.dtype} with shape "
             f"{tuple(images.shape)}. Pass the data set's images before normalisation."
         )
-    backbone = BACKBONES.get(name)
-    key = _cache_key(name, images, layer, weights, backbone.preprocessing)
+    model_name, preprocessing, source = _backbone(name, images, weights)
+    key = _cache_key(name, images, layer, weights, preprocessing, source)
     path = features_cache_dir() / f"{key}.pt"
     if cache and path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(ModelSpec(backbone.model, images.shape[1], 1, tuple(images.shape[2:])))
+    model = build_model(ModelSpec(model_name, images.shape[1], 1, tuple(images.shape[2:])))
     load_pretrained(model, name, weights)
     target = resolve_device(device)
     model = model.to(target).eval()
-    result = _extract(model, images, layer, backbone.preprocessing, batch_size, target, progress)
+    result = _extract(model, images, layer, preprocessing, batch_size, target, progress)
     if cache:
         buffer = io.BytesIO()
         torch.save(result, buffer)
         atomic_write_bytes(path, buffer.getvalue())
     return result
+
+
+def _backbone(
+    name: str, images: torch.Tensor, weights: str | Path | None
+) -> tuple[str, Preprocessing, str]:
+    """(model name, preprocessing, source) of a registered backbone; a model of cnnlab's registry
+    with a weights file of its own takes the images at their size with ImageNet's mean and std."""
+    if weights is not None and name not in BACKBONES and name in MODELS:
+        return name, Preprocessing(input_size=max(images.shape[-2:])), "weights file"
+    backbone = BACKBONES.get(name)
+    return backbone.model, backbone.preprocessing, backbone.source
 
 
 def _extract(
@@ -132,13 +143,13 @@ def _layer(model: nn.Module, layer: str) -> nn.Module:
 
 def _cache_key(
     name: str, images: torch.Tensor, layer: str | None, weights: str | Path | None,
-    preprocessing: Preprocessing,
+    preprocessing: Preprocessing, source: str,
 ) -> str:  # fmt: skip
     digest = hashlib.sha256()
     if weights is not None:
         digest.update(Path(weights).expanduser().read_bytes())
     described = {"backbone": name, "layer": layer, "preprocessing": preprocessing.to_dict(),
-                 "shape": list(images.shape), "source": BACKBONES.get(name).source}  # fmt: skip
+                 "shape": list(images.shape), "source": source}  # fmt: skip
     digest.update(json.dumps(described, sort_keys=True).encode())
     digest.update(images.contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()[:32]
