@@ -37,6 +37,9 @@ figure.thumb img, .sample-row img { width:64px; height:64px; image-rendering:pix
 .sample-row figure.thumb { width:auto; } .sample-row .cls { display:inline-block; width:60px; }
 .cell-images { margin-top:10px; } .gallery { display:flex; flex-wrap:wrap; }
 .point-tip { display:flex; gap:8px; align-items:center; font-size:12px; }
+.swatch { display:inline-block; width:11px; height:11px; border-radius:2px; margin-right:6px; }
+.diff.up { color:#1a7f37; font-weight:600; } .diff.down { color:#b42318; font-weight:600; }
+.diff.notable.up { background:#dafbe1; } .diff.notable.down { background:#ffebe9; }
 pre { font-size:12px; background:#f3f5f7; padding:8px; overflow:auto; max-height:320px; }
 """
 
