@@ -14,8 +14,8 @@ from cnnlab.data.augment import default_augmentation, resolve_augmentation
 from cnnlab.data.sources import FOLDER_PREFIX, default_recipe, folder_augmentation
 from cnnlab.errors import ConfigError
 from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, Augmentation
-from cnnlab.specs.recipes import RECIPES, resolve_recipe
-from cnnlab.training.config import TrainConfig
+from cnnlab.specs.recipes import RECIPES
+from cnnlab.training.config import TrainConfig, resolve_recipe
 
 # config.json's "train" keys, in order: the augmentation overrides keep their names and place.
 CONFIG_KEYS = (

@@ -19,8 +19,8 @@ from cnnlab.models import ModelSpec, build_model
 from cnnlab.run import checkpoints as ckpt
 from cnnlab.runtime import fastpath
 from cnnlab.runtime.predict import StepSettings, predict_logits
-from cnnlab.specs.recipes import RECIPES, apply_recipe, resolve_recipe
-from cnnlab.training.config import TrainConfig
+from cnnlab.specs.recipes import RECIPES
+from cnnlab.training.config import TrainConfig, apply_recipe, resolve_recipe
 from cnnlab.training.loop import EpochTotals, train_one_epoch
 from cnnlab.training.run import train
 

@@ -21,9 +21,9 @@ from PIL import Image
 from cnnlab.data import dataset_info, decode, locate
 from cnnlab.data.folder import LoadOptions, load_folder, parse_image_size, scan_folder
 from cnnlab.data.images import decode_image, load_image_file
-from cnnlab.data.rundata import make_record, select_split
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.run.records import DatasetRecord
+from cnnlab.run.splits import make_record, select_split
 
 
 @pytest.fixture(autouse=True)

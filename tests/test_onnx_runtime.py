@@ -9,7 +9,6 @@ import torch
 
 from cnnlab.cli import main
 from cnnlab.data import load_dataset, save_image_file
-from cnnlab.data.rundata import load_run_split
 from cnnlab.errors import CnnlabError
 from cnnlab.inference import evaluate_run, load_run
 from cnnlab.inference.onnx import (
@@ -19,6 +18,7 @@ from cnnlab.inference.onnx import (
     export_record_path,
 )
 from cnnlab.run import checkpoints as ckpt
+from cnnlab.run.splits import load_run_split
 from cnnlab.runtime.predict import predict_logits
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.run import train

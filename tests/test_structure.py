@@ -187,3 +187,47 @@ def test_functions_fit_on_a_screen_and_modules_stay_small():
         f"functions of 80 lines or more, modules over {MAX_MODULE_LINES} lines:\n"
         + "\n".join(long_functions + long_modules)
     )
+
+
+# docs/ARCHITECTURE.md's layers, bottom to top: a module imports only from its own layer or below.
+# The package root holds the version and lazy attributes only, so every layer may read it.
+LAYERS = (
+    ("cnnlab", "cnnlab.errors", "cnnlab.registry", "cnnlab.fileio"),
+    ("cnnlab.specs",),
+    ("cnnlab.ops",),
+    ("cnnlab.layers",),
+    ("cnnlab.models",),
+    ("cnnlab.data",),
+    ("cnnlab.metrics", "cnnlab.evaluation"),
+    ("cnnlab.runtime",),
+    ("cnnlab.run",),
+    ("cnnlab.transfer",),
+    ("cnnlab.training",),
+    ("cnnlab.inference",),
+    ("cnnlab.explain",),
+    ("cnnlab.compare",),
+    ("cnnlab.report",),
+    ("cnnlab.api",),
+    ("cnnlab.commands", "cnnlab.cli", "cnnlab.__main__"),
+)
+
+
+def _layer(module: str) -> int:
+    matches = [
+        (len(prefix), index)
+        for index, group in enumerate(LAYERS)
+        for prefix in group
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    assert matches, f"{module} is in no layer of LAYERS (docs/ARCHITECTURE.md): add it"
+    return max(matches)[1]  # the longest prefix: cnnlab.run.x is in cnnlab.run, not cnnlab
+
+
+def test_every_module_imports_only_from_its_layer_or_below():
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in IMPORTS.items()
+        for target in sorted(targets)
+        if _layer(target) > _layer(module)
+    ]
+    assert not upward, "imports of a higher layer (docs/ARCHITECTURE.md):\n" + "\n".join(upward)

@@ -30,7 +30,7 @@ from cnnlab.fileio import atomic_write_json
 from cnnlab.runtime.predict import StepSettings, prepare
 
 if TYPE_CHECKING:
-    from cnnlab.data.rundata import SplitData
+    from cnnlab.run.splits import SplitData
 
 
 def layer_outputs(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:

@@ -120,7 +120,7 @@ class Job:
     report: Reporter
     loaded: LoadedRun
     settings: StepSettings
-    split: Any  # cnnlab.data.rundata.SplitData, the whole split
+    split: Any  # cnnlab.run.splits.SplitData, the whole split
     images: torch.Tensor  # uint8 [N, C, H, W]: the sampled points
     labels: torch.Tensor  # [N]
     sample_ids: list[str]
@@ -210,7 +210,7 @@ def explain_run(
 
 def _start(run_path: str | Path, config: ExplainConfig, report: Reporter) -> Job:
     """Load the run and its split, draw the points, build the model states."""
-    from cnnlab.data.rundata import load_run_split
+    from cnnlab.run.splits import load_run_split
 
     loaded = load_run(run_path, config.checkpoint, config.device)
     # float32 throughout: explanations must not depend on the precision the run was trained in

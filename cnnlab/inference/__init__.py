@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from cnnlab.data.images import load_image_file
-from cnnlab.data.rundata import load_run_split
 from cnnlab.errors import ConfigError
 from cnnlab.metrics import classification_metrics
 from cnnlab.run.evaluation import write_evaluation
 from cnnlab.run.load import LoadedRun, load_run
+from cnnlab.run.splits import load_run_split
 from cnnlab.runtime import RUNTIMES
 from cnnlab.runtime.predict import predict_logits
 

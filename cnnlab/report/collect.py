@@ -42,8 +42,8 @@ class ReportInputs:
 
 
 def _load_images(inputs: ReportInputs, data_dir: str | None) -> None:
-    from cnnlab.data.rundata import load_options, select_split
     from cnnlab.data.sources import load_dataset
+    from cnnlab.run.splits import load_options, select_split
 
     record = inputs.dataset
     try:

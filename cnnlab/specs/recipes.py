@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.errors import ConfigError
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -107,28 +105,3 @@ RECIPES: dict[str, Recipe] = {
 
 def recipe_names() -> tuple[str, ...]:
     return ("auto", *RECIPES)
-
-
-def resolve_recipe(name: str, data: str) -> Recipe:
-    """The recipe `name` stands for; "auto" picks the one the data set declares (in its
-    cnnlab.data.DATASETS entry; "none" for folders)."""
-    if name == "auto":
-        # Imported here: the data sources import torch, and `cnnlab train --help` reads this
-        # module without it.
-        from cnnlab.data.sources import default_recipe
-
-        name = default_recipe(data)
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise ConfigError(
-            f"--recipe {name!r} is unknown: choose one of {', '.join(recipe_names())} "
-            "(`cnnlab recipes` lists them)."
-        ) from None
-
-
-def apply_recipe(values: dict[str, Any], default_data: str) -> dict[str, Any]:
-    """Settings with the recipe's values beneath the given ones, and the recipe's name resolved
-    ("auto" when none is given)."""
-    recipe = resolve_recipe(values.get("recipe", "auto"), values.get("data", default_data))
-    return {**recipe.settings, **values, "recipe": recipe.name}

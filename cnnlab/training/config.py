@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
 from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, Augmentation, out_of_range
-from cnnlab.specs.recipes import apply_recipe, recipe_names
+from cnnlab.specs.recipes import RECIPES, Recipe, recipe_names
 
 if TYPE_CHECKING:
     from cnnlab.data.folder import LoadOptions
@@ -293,3 +293,28 @@ def parse_model_option(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         parsed = value
     return key.strip().replace("-", "_"), parsed
+
+
+def resolve_recipe(name: str, data: str) -> Recipe:
+    """The recipe `name` stands for; "auto" picks the one the data set declares (in its
+    cnnlab.data.DATASETS entry; "none" for folders)."""
+    if name == "auto":
+        # Imported here: the data sources import torch, and `cnnlab train --help` reads this
+        # module without it.
+        from cnnlab.data.sources import default_recipe
+
+        name = default_recipe(data)
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ConfigError(
+            f"--recipe {name!r} is unknown: choose one of {', '.join(recipe_names())} "
+            "(`cnnlab recipes` lists them)."
+        ) from None
+
+
+def apply_recipe(values: dict[str, Any], default_data: str) -> dict[str, Any]:
+    """Settings with the recipe's values beneath the given ones, and the recipe's name resolved
+    ("auto" when none is given)."""
+    recipe = resolve_recipe(values.get("recipe", "auto"), values.get("data", default_data))
+    return {**recipe.settings, **values, "recipe": recipe.name}

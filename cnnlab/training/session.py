@@ -18,13 +18,6 @@ from torch import nn
 
 from cnnlab.data.augment import Augmentation, resolve_augmentation
 from cnnlab.data.loader import num_batches
-from cnnlab.data.rundata import (
-    SplitData,
-    describe_counts,
-    load_options,
-    make_record,
-    select_split,
-)
 from cnnlab.data.sources import load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.models import ModelSpec, build_model, resolve_model_argument
@@ -32,6 +25,13 @@ from cnnlab.models.registry import defining_module
 from cnnlab.run.load import model_spec, normalizer
 from cnnlab.run.paths import RunDir
 from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
+from cnnlab.run.splits import (
+    SplitData,
+    describe_counts,
+    load_options,
+    make_record,
+    select_split,
+)
 from cnnlab.runtime.device import machine_description, resolve_device
 from cnnlab.runtime.fastpath import FastPath, choose_fast_path
 from cnnlab.runtime.predict import StepSettings
