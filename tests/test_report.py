@@ -1,6 +1,7 @@
 """`cnnlab report`: one self-contained HTML file per run, built from the run directory alone; the
 browser tests open it in headless Chromium (Debian's package, driven by Playwright)."""
 
+import importlib.util
 import json
 import os
 import re
@@ -158,9 +159,16 @@ POINT_JS = """(name) => {
 @pytest.fixture(scope="module")
 def page(run_path):
     """The report open in headless Chromium; every request that leaves the file is refused."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent: `apt-get install chromium` (.ci/run does it in CI)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install '.[test]'")
+    missing = [] if Path(CHROMIUM).exists() else [f"{CHROMIUM} (apt-get install chromium)"]
+    missing += (
+        [] if importlib.util.find_spec("playwright") else ["playwright (pip install '.[test]')"]
+    )
+    if missing:  # .ci/run installs both and sets CNNLAB_REQUIRE_BROWSER: no silent skip in CI
+        (pytest.fail if os.environ.get("CNNLAB_REQUIRE_BROWSER") else pytest.skip)(
+            f"browser tests need {', '.join(missing)}"
+        )
+    import playwright.sync_api as playwright_api
+
     with playwright_api.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         opened = browser.new_page(viewport={"width": 1400, "height": 1000})
