@@ -214,3 +214,43 @@ def test_scratch_training_beats_chance_clearly_on_digits(tmp_path):
     )
     summary = compare.run_comparison(settings, tmp_path, stream=open("/dev/null", "w"))
     assert summary["pipelines"][0]["accuracy"] > 0.8
+
+
+def test_changed_settings_recompute_only_the_pipelines_that_use_them(tmp_path, monkeypatch):
+    """Rerun in the same folder with another --bank-kernels: the random bank's results are
+    computed again (and summarised), the raw pixels' (which do not read it) are kept."""
+    from cnnlab.compare import pipelines
+
+    settings = compare.CompareSettings(
+        data="digits", pipelines="raw-svm,random-bank-svm", folds=2, curve=(0.5, 1.0),
+        max_images=120, bank_kernels=4,
+    )  # fmt: skip
+    first = compare.run_comparison(settings, tmp_path, stream=open("/dev/null", "w"))
+    kept = compare.result_path(tmp_path, "raw-svm", 0, "100").read_text()
+    fits = []
+    for cls in (pipelines.RawPixels, pipelines.RandomBank):
+        original = cls.fit
+        monkeypatch.setattr(
+            cls, "fit", lambda self, *a, _f=original: fits.append(self.name) or _f(self, *a)
+        )
+    stream = tmp_path / "progress.txt"
+    changed = compare.CompareSettings(**{**settings.__dict__, "bank_kernels": 8})
+    second = compare.run_comparison(changed, tmp_path, stream=stream.open("w"))
+    assert fits == ["random-bank-svm"] * 4
+    assert compare.result_path(tmp_path, "raw-svm", 0, "100").read_text() == kept
+    assert (
+        "pipeline random-bank-svm: settings changed since the stored results (bank "
+        in stream.read_text()
+    ) and "recomputing 4 results" in stream.read_text()
+    stored = json.loads(compare.result_path(tmp_path, "random-bank-svm", 1, "100").read_text())
+    assert stored["settings"]["bank"]["num_kernels"] == 8
+    rows = {r["pipeline"]: r for r in second["pipelines"]}
+    bank = [
+        json.loads(compare.result_path(tmp_path, "random-bank-svm", k, "100").read_text())
+        for k in range(2)
+    ]
+    assert rows["random-bank-svm"]["per_fold_accuracy"] == [r["accuracy"] for r in bank]
+    assert rows["raw-svm"] == {r["pipeline"]: r for r in first["pipelines"]}["raw-svm"]
+    fits.clear()
+    compare.run_comparison(changed, tmp_path, stream=open("/dev/null", "w"))
+    assert fits == []  # everything matches now

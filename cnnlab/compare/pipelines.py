@@ -4,9 +4,13 @@ classifier; pretrained features + a classifier; fine-tuning; a CNN trained from 
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,7 +50,11 @@ class PipelineOptions:
 
 class Pipeline:
     """fit(train, val) then scores(images) -> [N, K]; the class is the argmax. `name` is the
-    pipeline as written on the command line; `details` what fit chose (JSON types)."""
+    pipeline as written on the command line; `details` what fit chose (JSON types). `uses` names
+    the PipelineOptions fields its results depend on: a stored result whose values of them differ
+    is computed again (settings_used)."""
+
+    uses: tuple[str, ...] = ()
 
     def __init__(self, name: str, argument: str | None, options: PipelineOptions) -> None:
         self.name, self.argument, self.options = name, argument, options
@@ -63,6 +71,7 @@ class FeaturePipeline(Pipeline):
     """Features of the images, then a classical classifier with C (and gamma) chosen on val."""
 
     classifier: FittedClassifier
+    uses = ("classifier",)
 
     def fit_features(self, images: torch.Tensor) -> None:
         """Fit what the features learn from the training images (nothing by default)."""
@@ -112,6 +121,8 @@ class RawPixels(FeaturePipeline):
 
 @register_pipeline("random-bank-svm", "the slides' LN, CO (random bank), BN, RL, PO + classifier")
 class RandomBank(FeaturePipeline):
+    uses = ("classifier", "bank")
+
     def fit_features(self, images: torch.Tensor) -> None:
         self.bank = RandomBankFeatures(self.options.bank).fit(images)
 
@@ -121,6 +132,8 @@ class RandomBank(FeaturePipeline):
 
 @register_pipeline("handcrafted-svm", "LBP, GLCM, Hu, shape, HOG, histograms + the classifier")
 class Handcrafted(FeaturePipeline):
+    uses = ("classifier", "handcrafted")
+
     def features(self, images: torch.Tensor) -> np.ndarray:
         from cnnlab.transfer.handcrafted import handcrafted_features
 
@@ -132,6 +145,8 @@ class Handcrafted(FeaturePipeline):
     "pretrained-svm", "a pretrained backbone's features + the classifier", "BACKBONE"
 )
 class PretrainedFeatures(FeaturePipeline):
+    uses = ("classifier", "weights")
+
     def features(self, images: torch.Tensor) -> np.ndarray:
         from cnnlab.transfer.features import backbone_features
 
@@ -142,6 +157,7 @@ class PretrainedFeatures(FeaturePipeline):
 @register_pipeline("scratch", "a cnnlab model trained from scratch (--scratch-epochs)", "MODEL")
 class Scratch(Pipeline):
     pretrained = False
+    uses = ("scratch_epochs", "batch_size", "learning_rate", "seed")
 
     def fit(self, train: Part, val: Part) -> None:
         from cnnlab.compare.training import train_in_memory
@@ -160,6 +176,7 @@ class Scratch(Pipeline):
 )
 class Finetune(Scratch):
     pretrained = True
+    uses = (*Scratch.uses, "weights", "freeze_epochs", "lr_decay_per_stage", "freeze_bn")
 
 
 def parse_pipelines(text: str) -> list[tuple[str, str | None]]:
@@ -180,6 +197,37 @@ def parse_pipelines(text: str) -> list[tuple[str, str | None]]:
     if len(set(labels)) != len(labels):
         raise ConfigError(f"--pipelines names a pipeline twice: {text!r}. Name each once.")
     return parsed
+
+
+def settings_used(name: str, options: PipelineOptions) -> dict:
+    """The values of the options pipeline `name` reads (JSON types); a weights file also by the
+    SHA-256 of its bytes, so a file replaced under the same name counts as changed."""
+    used = {}
+    for key in PIPELINES.get(name).build.uses:
+        value = getattr(options, key)
+        used[key] = asdict(value) if is_dataclass(value) else value
+        if key == "weights" and value is not None:
+            path = Path(value).expanduser().resolve()
+            stat = path.stat() if path.is_file() else None
+            used["weights_sha256"] = _file_digest(
+                str(path), stat and (stat.st_mtime_ns, stat.st_size)
+            )
+    return json.loads(json.dumps(used))  # tuples -> lists: equal to what a result file holds
+
+
+def settings_fingerprint(used: dict) -> str:
+    return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _file_digest(path: str, version: tuple[int, int] | None) -> str:
+    if version is None:
+        return "missing"  # the pipeline itself says so, in one line, when it loads the file
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def build_pipeline(name: str, argument: str | None, options: PipelineOptions) -> Pipeline:

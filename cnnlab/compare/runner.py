@@ -23,6 +23,8 @@ from cnnlab.compare.pipelines import (
     build_pipeline,
     fit_and_score,
     parse_pipelines,
+    settings_fingerprint,
+    settings_used,
 )
 from cnnlab.errors import ConfigError
 from cnnlab.fileio import atomic_write_json
@@ -242,6 +244,7 @@ def run_one(pool: Pool, fold: Fold, share: str, name: str, argument, options) ->
     targets = torch.from_numpy(pool.labels[fold.test])
     metrics = classification_metrics(torch.from_numpy(timed.scores), targets, pool.class_names)
     per_class = np.bincount(pool.labels[np.concatenate([train_idx, val_idx])])
+    used = settings_used(name, options)
     return {
         "format": FORMAT,
         "pipeline": pipeline.name,
@@ -253,6 +256,8 @@ def run_one(pool: Pool, fold: Fold, share: str, name: str, argument, options) ->
         "predict_seconds": timed.predict_seconds,
         "images_per_second": len(fold.test) / max(timed.predict_seconds, 1e-9),
         "details": timed.details,
+        "settings": used,
+        "settings_fingerprint": settings_fingerprint(used),
         "seen": {k: index_digest(v) for k, v in (("train", train_idx), ("val", val_idx))}
         | {"test": index_digest(fold.test)},
     }
@@ -281,7 +286,7 @@ def run_comparison(
         for share in settings.curve
     ]
     label = lambda n, a: f"{n}:{a}" if a else n  # noqa: E731
-    todo = [j for j in jobs if not result_path(out, label(j[2], j[3]), j[0].index, j[1]).exists()]
+    todo = _plan(out, jobs, options, stream)
     print(
         f"compare: {len(pool.labels):,} images of {settings.data}, {len(folds)} folds, "
         f"{len(parsed)} pipelines, {len(settings.curve)} curve points: {len(jobs)} fits, "
@@ -290,6 +295,38 @@ def run_comparison(
     )
     _run_jobs(todo, pool, options, out, stream, after_result, label)
     return write_summary(out, settings, pool.class_names, [label(n, a) for n, a in parsed])
+
+
+def _plan(out: Path, jobs: list[tuple], options: PipelineOptions, stream: TextIO) -> list:
+    """The (fold, share, name, argument) jobs to compute: those with no stored result, or with one
+    computed with other settings of its pipeline (said once per pipeline, with the changes)."""
+    todo, changed = [], {}
+    for job in jobs:
+        fold, share, name, argument = job
+        pipeline = f"{name}:{argument}" if argument else name
+        path = result_path(out, pipeline, fold.index, share)
+        if not path.exists():
+            todo.append(job)
+            continue
+        stored, used = json.loads(path.read_text()), settings_used(name, options)
+        if stored.get("settings_fingerprint") != settings_fingerprint(used):
+            todo.append(job)
+            reason = _changes(stored.get("settings"), used)
+            changed.setdefault(pipeline, [reason, 0])[1] += 1
+    for pipeline, (reason, count) in changed.items():
+        print(
+            f"pipeline {pipeline}: settings changed since the stored results ({reason}); "
+            f"recomputing {count} results",
+            file=stream,
+        )
+    return todo
+
+
+def _changes(old: dict | None, new: dict) -> str:
+    if old is None:
+        return "the stored results record no settings: written by an earlier cnnlab"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
 
 
 def _run_jobs(todo, pool, options, out, stream, after_result, label) -> None:
