@@ -254,3 +254,38 @@ def test_changed_settings_recompute_only_the_pipelines_that_use_them(tmp_path, m
     fits.clear()
     compare.run_comparison(changed, tmp_path, stream=open("/dev/null", "w"))
     assert fits == []  # everything matches now
+
+
+def test_backbone_features_are_extracted_once_for_every_fold_and_curve_point(
+    tmp_path, monkeypatch, tiny_weights
+):
+    """pretrained-svm computes its features per image: one extraction of all the pooled images,
+    indexed per fold and curve point, scoring exactly as extracting per fold would."""
+    from cnnlab.transfer import features
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+    original = features.backbone_features
+
+    def spy(name, images, **kwargs):
+        calls.append(len(images))
+        return original(name, images, **kwargs)
+
+    monkeypatch.setattr(features, "backbone_features", spy)
+    settings = compare.CompareSettings(
+        data="digits", pipelines="pretrained-svm:efficientnet-lite-tiny", folds=3,
+        curve=(0.5, 1.0), max_images=90, weights=str(tiny_weights),
+    )  # fmt: skip
+    compare.run_comparison(settings, tmp_path / "cmp", stream=open("/dev/null", "w"))
+    assert calls == [90]  # 3 folds x 2 curve points, one extraction
+    pool = compare.load_pool(settings)
+    fold = compare.make_folds(pool.labels, settings)[1]
+    options = compare.pipeline_options(settings, 10)
+    per_fold = compare.run_one(
+        pool, fold, "050", "pretrained-svm", "efficientnet-lite-tiny", options
+    )
+    assert len(calls) == 4  # without a table: train, val, test of that fold (3 extractions)
+    stored = compare.result_path(
+        tmp_path / "cmp", "pretrained-svm:efficientnet-lite-tiny", 1, "050"
+    )
+    assert json.loads(stored.read_text())["accuracy"] == pytest.approx(per_fold["accuracy"])

@@ -23,10 +23,12 @@ from cnnlab.transfer.random_bank import RandomBankFeatures, RandomBankSettings, 
 
 @dataclass(frozen=True)
 class Part:
-    """Images of one part of a split: uint8 [N, C, H, W] and int64 labels [N]."""
+    """Images of one part of a split: uint8 [N, C, H, W] and int64 labels [N]; `features`
+    [N, D] their rows of a per-image feature table computed once (FeaturePipeline.per_image)."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    features: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,21 @@ class Pipeline:
     def scores(self, images: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
 
+    def predict(self, part: Part) -> np.ndarray:
+        """scores() of a part of a split."""
+        return self.scores(part.images)
+
 
 class FeaturePipeline(Pipeline):
-    """Features of the images, then a classical classifier with C (and gamma) chosen on val."""
+    """Features of the images, then a classical classifier with C (and gamma) chosen on val.
+
+    `per_image`: an image's features depend on that image alone (nothing is fitted), so the
+    runner computes them once for all the comparison's images (`features(pool)`) and hands each
+    Part its rows: one extraction for every fold and curve point."""
 
     classifier: FittedClassifier
     uses = ("classifier",)
+    per_image = False
 
     def fit_features(self, images: torch.Tensor) -> None:
         """Fit what the features learn from the training images (nothing by default)."""
@@ -79,19 +90,25 @@ class FeaturePipeline(Pipeline):
     def features(self, images: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
 
+    def part_features(self, part: Part) -> np.ndarray:
+        return part.features if part.features is not None else self.features(part.images)
+
     def fit(self, train: Part, val: Part) -> None:
         self.fit_features(train.images)
         self.classifier = fit_classifier(
             self.options.classifier,
-            self.features(train.images),
+            self.part_features(train),
             train.labels.numpy(),
-            self.features(val.images),
+            self.part_features(val),
             val.labels.numpy(),
         )
         self.details = {"classifier": self.options.classifier, **self.classifier.setting}
 
     def scores(self, images: torch.Tensor) -> np.ndarray:
         return self.classifier.class_scores(self.features(images), self.options.num_classes)
+
+    def predict(self, part: Part) -> np.ndarray:
+        return self.classifier.class_scores(self.part_features(part), self.options.num_classes)
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,7 @@ class RandomBank(FeaturePipeline):
 @register_pipeline("handcrafted-svm", "LBP, GLCM, Hu, shape, HOG, histograms + the classifier")
 class Handcrafted(FeaturePipeline):
     uses = ("classifier", "handcrafted")
+    per_image = True
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         from cnnlab.transfer.handcrafted import handcrafted_features
@@ -146,6 +164,7 @@ class Handcrafted(FeaturePipeline):
 )
 class PretrainedFeatures(FeaturePipeline):
     uses = ("classifier", "weights")
+    per_image = True
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         from cnnlab.transfer.features import backbone_features
@@ -245,10 +264,10 @@ class Timed:
     details: dict = field(default_factory=dict)
 
 
-def fit_and_score(pipeline: Pipeline, train: Part, val: Part, test: torch.Tensor) -> Timed:
+def fit_and_score(pipeline: Pipeline, train: Part, val: Part, test: Part) -> Timed:
     start = time.perf_counter()
     pipeline.fit(train, val)
     fitted = time.perf_counter()
-    scores = np.asarray(pipeline.scores(test), dtype=np.float64)
+    scores = np.asarray(pipeline.predict(test), dtype=np.float64)
     done = time.perf_counter()
     return Timed(scores, fitted - start, done - fitted, dict(pipeline.details))

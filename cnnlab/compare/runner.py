@@ -233,14 +233,25 @@ def pipeline_options(settings: CompareSettings, num_classes: int) -> PipelineOpt
     )
 
 
-def run_one(pool: Pool, fold: Fold, share: str, name: str, argument, options) -> dict:
-    """Fit one pipeline on one fold's curve point; the record to save (cnnlab.metrics)."""
+def run_one(pool: Pool, fold: Fold, share: str, name: str, argument, options, table=None) -> dict:
+    """Fit one pipeline on one fold's curve point; the record to save (cnnlab.metrics). `table`:
+    the pipeline's FeatureTable of every pooled image, if it computes features per image."""
     from cnnlab.metrics import classification_metrics
 
     train_idx, val_idx = fold.curve[share]
-    take = lambda idx: Part(pool.images[torch.from_numpy(idx)], torch.from_numpy(pool.labels[idx]))  # noqa: E731
+
+    def take(idx: np.ndarray) -> Part:
+        features = table.features[idx] if table is not None else None
+        return Part(
+            pool.images[torch.from_numpy(idx)], torch.from_numpy(pool.labels[idx]), features
+        )
+
     pipeline = build_pipeline(name, argument, options)
-    timed = fit_and_score(pipeline, take(train_idx), take(val_idx), take(fold.test).images)
+    timed = fit_and_score(pipeline, take(train_idx), take(val_idx), take(fold.test))
+    if table is not None:  # each image's share of the one extraction
+        timed.fit_seconds += table.seconds_per_image * (len(train_idx) + len(val_idx))
+        timed.predict_seconds += table.seconds_per_image * len(fold.test)
+        timed.details["features"] = f"computed once for all {len(pool.labels)} images"
     targets = torch.from_numpy(pool.labels[fold.test])
     metrics = classification_metrics(torch.from_numpy(timed.scores), targets, pool.class_names)
     per_class = np.bincount(pool.labels[np.concatenate([train_idx, val_idx])])
@@ -293,7 +304,8 @@ def run_comparison(
         f"{len(jobs) - len(todo)} already done (in {out})",
         file=stream,
     )
-    _run_jobs(todo, pool, options, out, stream, after_result, label)
+    tables = feature_tables(todo, pool, options, stream)
+    _run_jobs(todo, pool, options, out, stream, after_result, label, tables)
     return write_summary(out, settings, pool.class_names, [label(n, a) for n, a in parsed])
 
 
@@ -329,10 +341,40 @@ def _changes(old: dict | None, new: dict) -> str:
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
 
 
-def _run_jobs(todo, pool, options, out, stream, after_result, label) -> None:
+@dataclass
+class FeatureTable:
+    """A per-image pipeline's features of every pooled image [N, D], and the seconds per image."""
+
+    features: np.ndarray
+    seconds_per_image: float
+
+
+def feature_tables(todo: list, pool: Pool, options: PipelineOptions, stream: TextIO) -> dict:
+    """{(name, argument): FeatureTable} for the pipelines to run whose features are per image
+    (FeaturePipeline.per_image): computed once here, indexed per fold and curve point."""
+    tables = {}
+    for name, argument in dict.fromkeys((job[2], job[3]) for job in todo):
+        pipeline = build_pipeline(name, argument, options)
+        if not getattr(pipeline, "per_image", False):
+            continue
+        start = time.perf_counter()
+        features = np.asarray(pipeline.features(pool.images))
+        seconds = time.perf_counter() - start
+        tables[(name, argument)] = FeatureTable(features, seconds / max(len(features), 1))
+        print(
+            f"pipeline {pipeline.name}: features of all {len(features):,} images, once "
+            f"({features.shape[1]} per image, {format_duration(seconds)})",
+            file=stream,
+            flush=True,
+        )
+    return tables
+
+
+def _run_jobs(todo, pool, options, out, stream, after_result, label, tables) -> None:
     start = time.perf_counter()
     for done, (fold, share, name, argument) in enumerate(todo, start=1):
-        record = run_one(pool, fold, share, name, argument, options)
+        table = tables.get((name, argument))
+        record = run_one(pool, fold, share, name, argument, options, table)
         atomic_write_json(result_path(out, record["pipeline"], fold.index, share), record)
         elapsed = time.perf_counter() - start
         left = elapsed / done * (len(todo) - done)
