@@ -102,9 +102,9 @@ def write_predictions_csv(
     class_names: list[str],
     top_k: int = 3,
 ) -> None:
-    """One row per sample: sample, true, predicted, confidence, correct (1/0), top1..topk.
-
-    The top columns read "name:probability"; true and correct are left out when targets is None.
+    """One row per sample: sample, true, predicted, confidence, correct (1/0), true_probability,
+    top1..topk. The top columns read "name:probability"; true, correct and true_probability (the
+    probability of the true class, so the loss is known for every row) need targets.
     """
     probabilities = _checked_probabilities(probabilities, len(sample_ids), len(class_names))
     if targets is not None:
@@ -124,17 +124,19 @@ def write_predictions_csv(
     top_probabilities, top_indices = sorted_probabilities[:, :top_k], sorted_indices[:, :top_k]
     has_targets = targets is not None
     header = ["sample"] + (["true"] if has_targets else []) + ["predicted", "confidence"]
-    header += (["correct"] if has_targets else []) + [f"top{i + 1}" for i in range(top_k)]
+    header += ["correct", "true_probability"] if has_targets else []
+    header += [f"top{i + 1}" for i in range(top_k)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     target_list = targets.tolist() if has_targets else [None] * len(sample_ids)
     for row, (sample_id, target) in enumerate(zip(sample_ids, target_list, strict=True)):
-        writer.writerow(
-            _prediction_cells(
-                sample_id, target, top_indices[row], top_probabilities[row], class_names
-            )
+        cells = _prediction_cells(
+            sample_id, target, top_indices[row], top_probabilities[row], class_names
         )
+        if target is not None:  # after "correct"
+            cells.insert(5, f"{probabilities[row, target].item():.6f}")
+        writer.writerow(cells)
     atomic_write_text(path, buffer.getvalue())
 
 

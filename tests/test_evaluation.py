@@ -189,6 +189,7 @@ def test_predictions_csv_round_trip(tmp_path, random_case):
         "predicted",
         "confidence",
         "correct",
+        "true_probability",
         "top1",
         "top2",
         "top3",
@@ -198,6 +199,7 @@ def test_predictions_csv_round_trip(tmp_path, random_case):
     for row, predicted, target, probs in zip(rows, argmax, targets, probabilities, strict=True):
         assert row["predicted"] == CLASS_NAMES[predicted]
         assert row["true"] == CLASS_NAMES[target]
+        assert float(row["true_probability"]) == pytest.approx(probs[target].item(), abs=1e-6)
         assert row["correct"] == str(int(predicted == target))
         assert float(row["confidence"]) == pytest.approx(probs.max().item(), abs=1e-6)
         assert row["top1"].rsplit(":", 1)[0] == row["predicted"]

@@ -3,6 +3,7 @@ browser tests open it in headless Chromium (Debian's package, driven by Playwrig
 
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import cnnlab
 from cnnlab.cli import main
@@ -82,6 +84,31 @@ def test_report_is_one_self_contained_file(run_path):
     assert "Training did not" in html or "separation" in html  # explain's statement is shown
     assert "<h3>Object share</h3>" in html and "Masks derived from the images" in html
     assert "importance inside the object: object share masks" in html  # the masks' outlines
+    assert "Training used no augmentation." in html  # digits' default
+
+
+def test_report_shows_the_recorded_augmentation_as_a_grid(run_path, tmp_path):
+    copy = _copy_without(run_path, tmp_path / "run")
+    config = json.loads((copy / "config.json").read_text())
+    config["resolved"]["augmentation"].update(hflip=0.5, crop_padding=1)
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["report", str(copy), "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "<h3>The augmentation grid</h3>" in html and "hflip=0.5, crop_padding=1" in html
+
+
+def test_the_augmentation_grid_starts_each_row_with_the_image():
+    from cnnlab.data.augment_grid import GAP, MIN_TILE, augmentation_grid
+    from cnnlab.specs.augmentation import Augmentation
+
+    images = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    grid = augmentation_grid(images, Augmentation(hflip=1.0), (0.5,), variants=2)
+    side = MIN_TILE  # 8 px tiles are enlarged 8x
+    assert grid.shape == (1, 3 * (side + GAP) + GAP, 3 * (side + GAP) + GAP)
+    first = grid[:, GAP : GAP + side, GAP : GAP + side]
+    assert torch.equal(first, images[0].repeat_interleave(8, 1).repeat_interleave(8, 2))
+    flipped = grid[:, GAP : GAP + side, 2 * GAP + side : 2 * GAP + 2 * side]
+    assert torch.equal(flipped, first.flip(-1))  # hflip=1: every variant is the mirror image
 
 
 def test_report_states_missing_parts_and_their_commands(run_path, tmp_path, capsys):
@@ -116,6 +143,13 @@ def test_read_functions_match_what_evaluate_and_explain_wrote(run_path):
     assert sum(p.correct for p in predictions) / 359 == pytest.approx(
         run.read("eval/test.json")["accuracy"]
     )
+    # every row records p(true): the loss of each image is known (a correct row's p(true) is
+    # its confidence)
+    assert all(p.true_probability is not None for p in predictions)
+    assert all(p.true_probability == p.confidence for p in predictions if p.correct)
+    losses = [p.loss for p in predictions]
+    assert min(losses) >= 0 and max(losses) == pytest.approx(-math.log(min(
+        p.true_probability for p in predictions)), rel=1e-6)  # fmt: skip
     projections = read_projections(run, "test", "pca")
     assert [(p.state, p.layer) for p in projections][:1] == [("trained", "input")]
     assert {p.state for p in projections} == {"trained", "untrained"}

@@ -134,7 +134,11 @@ def top_losses_section(inputs: ReportInputs) -> Section:
     if inputs.predictions is None:
         section.missing.append(missing("The predictions", f"cnnlab evaluate {inputs.run.path}"))
         return section
-    wrong = sorted((p for p in inputs.predictions if not p.correct), key=lambda p: -p.confidence)
+    # By loss where the CSV records p(true); older CSVs: by the confidence of the mistake.
+    wrong = sorted(
+        (p for p in inputs.predictions if not p.correct),
+        key=lambda p: -p.loss if p.loss is not None else -p.confidence,
+    )
     wrong = wrong[:TOP_LOSSES]
     if not wrong:
         section.body = paragraph("Every image of the split is classified correctly.")
@@ -148,8 +152,9 @@ def top_losses_section(inputs: ReportInputs) -> Section:
     )
     section.body = (
         paragraph(
-            "The most confident mistakes: true class, predicted class with its probability, and "
-            "the probability of the true class (the CSV keeps the top-3: below them, a bound)."
+            "The largest losses: true class, predicted class with its probability, and the "
+            "probability of the true class (a bound, for predictions written before cnnlab "
+            "recorded it)."
         )
         + "<div class='gallery'>"
         + "".join(

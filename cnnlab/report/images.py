@@ -26,6 +26,13 @@ def _as_pil(image: torch.Tensor):  # [C, H, W] uint8
     return Image.fromarray(image[:3].permute(1, 2, 0).contiguous().numpy(), mode="RGB")
 
 
+def tensor_data_uri(image: torch.Tensor) -> str:
+    """One uint8 [C, H, W] image as a PNG data URI, at its own size."""
+    buffer = io.BytesIO()
+    _as_pil(image).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def thumbnail_uris(images: torch.Tensor, side: int = THUMBNAIL_SIDE) -> list[str]:
     """One small PNG data URI per image of `images` [N, C, H, W] uint8, longest side `side` px.
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from cnnlab.report import charts
 from cnnlab.report.collect import ReportInputs, missing
-from cnnlab.report.html import Section, chart_slot, pairs, paragraph, table, thumb
-from cnnlab.report.images import thumbnail_uris
+from cnnlab.report.html import Section, chart_slot, figure, pairs, paragraph, table, thumb
+from cnnlab.report.images import tensor_data_uri, thumbnail_uris
 
 SAMPLES_PER_CLASS = 8
 
@@ -75,6 +75,26 @@ def _samples(inputs: ReportInputs) -> str:
     return "<h3>Sample training images per class</h3>" + "".join(figures)
 
 
+def _augmentation_grid(inputs: ReportInputs) -> str:
+    """What the network saw in training: the recorded augmentation applied to a few training
+    images (rows), seven draws each (columns), as `cnnlab augment` draws them."""
+    from cnnlab.data.augment_grid import augmentation_grid, pick_rows
+    from cnnlab.specs.augmentation import Augmentation
+
+    recorded = (inputs.config.resolved.get("augmentation") if inputs.config else None) or {}
+    split = inputs.train_images
+    if split is None or not recorded:
+        return ""
+    augmentation = Augmentation(**recorded)
+    if not augmentation.enabled:
+        return paragraph("Training used no augmentation.")
+    images = split.images.index_select(0, pick_rows(split.labels, min(8, len(split.labels))))
+    grid = augmentation_grid(images, augmentation, inputs.dataset.normalization.mean, seed=0)
+    shown = ", ".join(f"{k}={v}" for k, v in augmentation.to_dict().items() if v)
+    caption = f"Each row: a training image, then seven augmented versions ({shown})."
+    return "<h3>The augmentation grid</h3>" + figure(tensor_data_uri(grid), caption)
+
+
 def data_section(inputs: ReportInputs, colours: list[str]) -> Section:
     record = inputs.dataset
     section = Section("data", "The data")
@@ -94,7 +114,7 @@ def data_section(inputs: ReportInputs, colours: list[str]) -> Section:
     section.charts["class-counts"] = charts.counts_chart(inputs.class_names, counts, colours)
     if inputs.data_note:
         section.missing.append(inputs.data_note)
-    section.body += _samples(inputs)
+    section.body += _samples(inputs) + _augmentation_grid(inputs)
     skipped = record.skipped or ()
     if skipped:
         section.body += "<h3>Skipped files</h3>" + table(

@@ -4,6 +4,7 @@ summary.json, its projection coordinates and other JSON files), for the report."
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,22 @@ class Prediction:
     predicted: str
     confidence: float
     top: tuple[tuple[str, float], ...]  # (class, probability), most probable first
+    true_probability: float | None = None  # None in CSVs written before the column existed
 
     @property
     def correct(self) -> bool:
         return self.true == self.predicted
 
+    @property
+    def loss(self) -> float | None:
+        """Cross-entropy of this sample, -ln p(true), when the probability is known."""
+        p_true = self.probability_of(self.true)
+        return None if p_true is None else -math.log(max(p_true, 1e-12))
+
     def probability_of(self, name: str) -> float | None:
         """The probability of class `name`, or None when it is outside the recorded top-k."""
+        if name == self.true and self.true_probability is not None:
+            return self.true_probability
         return next((p for label, p in self.top if label == name), None)
 
 
@@ -77,6 +87,9 @@ def read_predictions(run: RunDir, split: str) -> list[Prediction] | None:
                         for key in row
                         if key.startswith("top") and row[key]
                     ),
+                    true_probability=float(row["true_probability"])
+                    if row.get("true_probability")
+                    else None,
                 )
                 for row in reader
             ]
