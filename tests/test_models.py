@@ -87,6 +87,7 @@ def test_numbers_stage_order_and_every_parameter_gets_a_gradient(name):
         assert first_call == sorted(first_call), "feature_layers must run shallow to deep"
         if device == "cpu":
             assert torch.allclose(model(x), model.forward_head(model.forward_features(x)))
+            _undo_zero_init_of_residual_norms(model)
     model.train()
     model(x).logsumexp(1).sum().backward()
     for pname, parameter in model.named_parameters():
@@ -95,6 +96,17 @@ def test_numbers_stage_order_and_every_parameter_gets_a_gradient(name):
         # zero gradient, since the normalisation subtracts any constant shift again.
         if device == "cpu" and parameter.dim() > 1:
             assert parameter.grad.abs().sum() > 0, f"{pname} gets a zero gradient"
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def _undo_zero_init_of_residual_norms(model: torch.nn.Module) -> None:
+    """A norm layer initialised to all-zero scales (timm's zero_init_last, Goyal et al. 2017: each
+    residual branch starts as the identity) zeroes every gradient inside its branch at init; set
+    to one, every parameter must then get a gradient."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._NormBase) and module.weight is not None:
+            if not module.weight.any():
+                module.weight.fill_(1.0)
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -9,6 +9,7 @@ from cnnlab.models import (  # noqa: F401  (registers the families)
     resnet,
     small_cnn,
     specnet,
+    timm_models,
     torchvision_models,
     vgg,
     xception,

