@@ -94,5 +94,5 @@ def collect(path: str | Path, split: str = "test", data_dir: str | None = None) 
 def missing(what: str, command: str) -> str:
     """The sentence a section shows in place of what is not in the run yet."""
     return (
-        f"{what} is not in this run yet. Make it with `{command}`, then run `cnnlab report` again."
+        f"Not in this run yet: {what}. Make it with `{command}`, then run `cnnlab report` again."
     )

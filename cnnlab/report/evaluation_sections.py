@@ -89,7 +89,7 @@ def confusion_section(inputs: ReportInputs, colours: list[str]) -> Section:
     result = inputs.evaluation
     if result is None or "confusion_matrix" not in result:
         section.missing.append(
-            missing("The confusion matrix", f"cnnlab evaluate {inputs.run.path}")
+            missing("the confusion matrix", f"cnnlab evaluate {inputs.run.path}")
         )
         return section
     matrix = result["confusion_matrix"]
@@ -132,7 +132,7 @@ def confusion_section(inputs: ReportInputs, colours: list[str]) -> Section:
 def top_losses_section(inputs: ReportInputs) -> Section:
     section = Section("top-losses", "Top losses")
     if inputs.predictions is None:
-        section.missing.append(missing("The predictions", f"cnnlab evaluate {inputs.run.path}"))
+        section.missing.append(missing("the predictions", f"cnnlab evaluate {inputs.run.path}"))
         return section
     # By loss where the CSV records p(true); older CSVs: by the confidence of the mistake.
     wrong = sorted(

@@ -25,7 +25,7 @@ def projections_section(inputs: ReportInputs, colours: list[str]) -> Section:
     section = Section("projections", "Interactive projections")
     if not inputs.projections:
         section.missing.append(
-            missing("The projections of the feature spaces", f"cnnlab explain {inputs.run.path}")
+            missing("the projections of the feature spaces", f"cnnlab explain {inputs.run.path}")
         )
         return section
     samples = list(inputs.projections[0].sample_ids)
