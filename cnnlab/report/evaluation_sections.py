@@ -23,7 +23,7 @@ def metrics_section(inputs: ReportInputs) -> Section:
     if result is None:
         section.missing.append(
             missing(
-                f"The evaluation of the {inputs.split} split",
+                f"the evaluation of the {inputs.split} split",
                 f"cnnlab evaluate {inputs.run.path} --split {inputs.split}",
             )
         )

@@ -113,7 +113,7 @@ def metrics_section(runs: list[RunSummary], split: str) -> Section:
         if result is None:
             section.missing.append(
                 missing(
-                    f"The evaluation of {run.label} ({split} split)",
+                    f"the evaluation of {run.label} ({split} split)",
                     f"cnnlab evaluate {run.run.path} --split {split}",
                 )
             )
