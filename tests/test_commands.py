@@ -26,6 +26,7 @@ WORKFLOW_ORDER = [
     "report",
     "export",
     "compare",
+    "cache",
 ]
 # `cnnlab explain --help` before its flags were generated from ExplainConfig (2026-12).
 EXPLAIN_FLAGS = {

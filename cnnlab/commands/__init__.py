@@ -19,4 +19,5 @@ COMMANDS: dict[str, str] = {
     "report": "write one self-contained, interactive HTML report of a run",
     "export": "write a trained run's model as ONNX for ONNX Runtime",
     "compare": "compare classifier pipelines on identical splits",
+    "cache": "list or clear the decoded-image cache",
 }

@@ -1,7 +1,8 @@
 """Decode a list of image files once, on every core, into one uint8 [N, C, H, W] array, cached.
 
-The cache (user cache folder, `decoded/`) holds a raw .npy (loaded with allow_pickle=False) and a
-JSON index, keyed by the files' paths, sizes and modification times and by the preprocessing.
+The cache (cache_root()/decoded/, see cache.py) holds a raw .npy (loaded with allow_pickle=False)
+and a JSON index, keyed by the files' paths, sizes and modification times and by the
+preprocessing; it is capped in size ($CNNLAB_CACHE_MAX_GB), least recently used entries first out.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.data import cache as decoded_cache
+from cnnlab.data.cache import decoded_cache_dir
 from cnnlab.data.images import UnreadableImage, decode_image
-from cnnlab.data.locate import cache_root
 from cnnlab.fileio import atomic_write_json, atomic_writer
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,6 @@ class Decoded:
     seconds: float
 
 
-def decoded_cache_dir() -> Path:
-    return cache_root() / "decoded"
-
-
 def decode_files(
     root: Path,
     files: list[str],
@@ -68,6 +66,7 @@ def decode_files(
     if cache:
         hit = _read_cache(key, len(files))
         if hit is not None:
+            decoded_cache.touch(key)
             images, failures = hit
             failed = {index for index, _ in failures}
             kept = [index for index in range(len(files)) if index not in failed]
@@ -76,6 +75,7 @@ def decode_files(
     images = torch.from_numpy(pixels)
     if cache:
         _write_cache(key, root, preprocess, pixels, failures, len(files))
+        _bound_cache(key)
     failed = {index for index, _ in failures}
     kept = [index for index in range(len(files)) if index not in failed]
     return Decoded(images, kept, failures, False, time.perf_counter() - start)
@@ -250,3 +250,20 @@ def _remove_stale(key: str, index: dict[str, Any]) -> None:
         if data.get("root") == index["root"] and data.get("preprocess") == index["preprocess"]:
             other.unlink(missing_ok=True)
             other.with_suffix(".npy").unlink(missing_ok=True)
+
+
+def _bound_cache(key: str) -> None:
+    """Evict the least recently used entries past the cap (never key), then log the cache size."""
+    limit = decoded_cache.max_cache_bytes()
+    try:
+        removed = decoded_cache.evict(limit, keep=frozenset({key}))
+    except OSError as error:
+        log.warning("could not trim the decoded-image cache in %s (%s)", decoded_cache_dir(), error)
+        return
+    if removed:
+        freed = sum(entry.size_bytes for entry in removed) / 1e6
+        log.info("  cache: removed %d least recently used entries (%.1f MB)", len(removed), freed)
+    log.info(
+        "  cache: %s holds %.1f MB of %.1f GB (CNNLAB_CACHE_MAX_GB; `cnnlab cache list` shows it)",
+        decoded_cache_dir(), decoded_cache.total_bytes() / 1e6, limit / 1e9,
+    )  # fmt: skip

@@ -71,13 +71,17 @@ DOWNLOADS: dict[str, Download] = {
 
 
 def cache_root() -> Path:
-    """cnnlab's user cache folder: $XDG_CACHE_HOME/cnnlab (default ~/.cache/cnnlab)."""
+    """The root of every cnnlab cache (data sets, decoded images, features, weights):
+    $CNNLAB_CACHE_DIR, else $XDG_CACHE_HOME/cnnlab, else ~/.cache/cnnlab."""
+    chosen = os.environ.get("CNNLAB_CACHE_DIR")
+    if chosen:
+        return Path(chosen).expanduser()
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root).expanduser() / "cnnlab"
 
 
 def cache_dir(name: str) -> Path:
-    """The user cache folder of one data set: $XDG_CACHE_HOME/cnnlab/datasets/<name>."""
+    """The user cache folder of one data set: cache_root()/datasets/<name>."""
     return cache_root() / "datasets" / name
 
 
@@ -152,7 +156,7 @@ def download_dataset(name: str, file_names: Sequence[str]) -> Path:
             except OSError as error:
                 raise DataError(
                     f"Could not save the downloaded '{file_name}' into the cache folder "
-                    f"'{folder}' ({error}). Make that folder writable, set XDG_CACHE_HOME to a "
+                    f"'{folder}' ({error}). Make that folder writable, set CNNLAB_CACHE_DIR to a "
                     "writable folder, or put the files into a folder given by --data-dir."
                 ) from None
     return folder
