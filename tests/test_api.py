@@ -75,6 +75,28 @@ def test_every_kind_of_input_gives_the_same_probabilities(digits_run, tmp_path):
     )
 
 
+def test_predict_files_returns_the_readable_rows_and_lists_the_failures(digits_run, tmp_path):
+    from cnnlab.inference import iter_file_predictions, predict_files
+
+    model = cnnlab.load(digits_run)
+    good = []
+    for index in range(5):
+        good.append(tmp_path / f"{index}.png")
+        save_image_file(torch.full((1, 8, 8), index * 40, dtype=torch.uint8), good[-1])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    rows = predict_files(digits_run.path, [good[0], bad, *good[1:]], device="cpu")
+    assert [row["file"] for row in rows] == [str(p) for p in good]
+    assert rows.failures == [{"file": str(bad), "reason": rows.failures[0]["reason"]}]
+    assert rows.failures[0]["reason"].startswith("not an image")
+    assert [r["predicted"] for r in rows] == model.predict(good).labels
+    batches = list(iter_file_predictions(digits_run.path, [tmp_path], device="cpu", batch_size=2))
+    assert [len(rows) for rows, _ in batches] == [2, 2, 1]  # sorted: bad.png comes last
+    assert [len(failures) for _, failures in batches] == [0, 0, 1]
+    with pytest.raises(DataError, match="None of the 1 given image files could be read"):
+        predict_files(digits_run.path, [bad], device="cpu")
+
+
 def test_bad_inputs_say_what_is_expected(digits_run):
     model = cnnlab.load(digits_run)
     with pytest.raises(DataError, match=r"float images must lie in \[0, 1\]"):

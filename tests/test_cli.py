@@ -125,6 +125,46 @@ def test_predict_matches_evaluate_on_the_same_images(trained_run, capsys, tmp_pa
         assert [r["predicted"] for r in csv.DictReader(f)] == predicted
 
 
+def test_predict_takes_folders_and_globs_and_keeps_going_past_unreadable_files(
+    trained_run, capsys, tmp_path
+):
+    dataset = load_dataset("digits")
+    folder = tmp_path / "photos"
+    for index, relative in enumerate(["a.png", "sub/b.png", "sub/deeper/c.PNG"]):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        save_image_file(dataset.test_images[index], folder / relative)
+    save_image_file(dataset.test_images[3], folder / ".hidden.png")
+    (folder / ".cache").mkdir()
+    save_image_file(dataset.test_images[4], folder / ".cache" / "d.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for index in (5, 6):
+        save_image_file(dataset.test_images[index], loose / f"{index}.png")
+    out_csv = tmp_path / "pred.csv"
+    code, out, err = run_cli(
+        capsys, "predict", trained_run, folder, str(loose / "*.png"),
+        tmp_path / "missing.png", str(tmp_path / "none-*.jpg"), "--json", "--csv", out_csv,
+    )  # fmt: skip
+    assert code == 1
+    files = [Path(r["file"]).relative_to(tmp_path).as_posix() for r in json.loads(out)]
+    assert files == ["photos/a.png", "photos/sub/b.png", "photos/sub/deeper/c.PNG",
+                     "loose/5.png", "loose/6.png"]  # fmt: skip
+    with open(out_csv) as f:
+        assert [Path(r["file"]).name for r in csv.DictReader(f)] == [Path(f).name for f in files]
+    assert "3 file(s) could not be read" in err and "broken.png: damaged" in err
+    assert "missing.png: does not exist" in err and "no file matches this pattern" in err
+    code, out, err = run_cli(capsys, "predict", trained_run, folder / "broken.png")
+    assert code == 2 and "None of the 1 given image files could be read" in err
+    help_text = _subcommand_help("predict")
+    assert "status is then 1" in help_text and "folders" in help_text
+
+
+def _subcommand_help(name: str) -> str:
+    return build_parser()._subparsers._group_actions[0].choices[name].format_help()
+
+
 def test_listings(capsys):
     code, out, _ = run_cli(capsys, "models", "--json")
     assert code == 0 and {m["name"] for m in json.loads(out)} >= {"lenet5", "small-cnn"}

@@ -6,14 +6,17 @@ these work in a new process on another day, preprocessing images exactly as in t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import glob
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnlab.data.images import load_image_file
-from cnnlab.errors import ConfigError
+from cnnlab.data.folder import IMAGE_EXTENSIONS
+from cnnlab.data.images import UnreadableImage, load_image_file
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.metrics import classification_metrics
 from cnnlab.run.evaluation import write_evaluation
 from cnnlab.run.load import LoadedRun, load_run
@@ -98,31 +101,157 @@ def evaluate_run(
     return metrics
 
 
+PREDICT_BATCH_SIZE = 256  # images decoded, predicted and written at a time (memory stays bounded)
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+class FilePredictions(list):
+    """The rows of predict_files (a list, as before), with `failures`: [{file, reason}] for the
+    files that could not be read or matched nothing, in the order given."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]] = (), failures: Iterable[dict] = ()):
+        super().__init__(rows)
+        self.failures: list[dict[str, str]] = list(failures)
+
+
 def predict_files(
     run_path: str | Path,
-    image_paths: list[str | Path],
+    image_paths: Iterable[str | Path],
     *,
     which: str = "best",
     device: str = "auto",
     top_k: int = 3,
     runtime: str = "torch",
-) -> list[dict[str, Any]]:
-    """Class probabilities for image files: [{file, predicted, confidence, top: [(name, p)]}]."""
+    batch_size: int = PREDICT_BATCH_SIZE,
+) -> FilePredictions:
+    """Class probabilities for image files: [{file, predicted, confidence, top: [(name, p)]}].
+
+    Paths may be files, folders (searched recursively for image files, hidden entries skipped)
+    or glob patterns (`photos/**/*.jpg`). A file that cannot be read does not stop the others:
+    it is listed in the result's `failures` with its reason. Only when no file at all could be
+    read is a DataError raised (naming the first failures). For a stream of batches with
+    bounded memory, use iter_file_predictions.
+    """
+    result = FilePredictions()
+    for rows, failures in iter_file_predictions(
+        run_path, image_paths, which=which, device=device, top_k=top_k, runtime=runtime,
+        batch_size=batch_size,
+    ):  # fmt: skip
+        result.extend(rows)
+        result.failures.extend(failures)
+    if not result:
+        raise DataError(nothing_readable_message(result.failures))
+    return result
+
+
+def iter_file_predictions(
+    run_path: str | Path,
+    image_paths: Iterable[str | Path],
+    *,
+    which: str = "best",
+    device: str = "auto",
+    top_k: int = 3,
+    runtime: str = "torch",
+    batch_size: int = PREDICT_BATCH_SIZE,
+) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, str]]]]:
+    """(rows, failures) per batch of `batch_size` files: decode the batch, predict, yield.
+
+    Only one batch of images is held at a time, so 100k files need no more memory than 256.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
     loaded, predict = load_run_for_runtime(run_path, which, device, runtime)
     record = loaded.record
-    images = torch.stack(
-        [
-            load_image_file(p, record.channels, record.image_size, aspect=record.aspect)
-            for p in image_paths
-        ]
-    )
-    probabilities = torch.softmax(predict(images, 1024), dim=1)
-    return [
+    files, pending_failures = [], []
+    for path, failure in expand_image_paths(image_paths):
+        if failure is None:
+            files.append(path)
+        else:
+            pending_failures.append(failure)
+        if len(files) == batch_size or len(pending_failures) == batch_size:
+            rows, failures = _predict_batch(
+                files, record, predict, loaded.class_names, top_k, runtime
+            )
+            yield rows, pending_failures + failures
+            files, pending_failures = [], []
+    if files or pending_failures:
+        rows, failures = _predict_batch(files, record, predict, loaded.class_names, top_k, runtime)
+        yield rows, pending_failures + failures
+
+
+def _predict_batch(
+    files: list[Path],
+    record: Any,
+    predict: Predictor,
+    class_names: list[str],
+    top_k: int,
+    runtime: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    images, readable, failures = [], [], []
+    for path in files:
+        try:
+            images.append(
+                load_image_file(path, record.channels, record.image_size, aspect=record.aspect)
+            )
+        except UnreadableImage as error:
+            failures.append({"file": str(path), "reason": error.reason})
+            continue
+        readable.append(path)
+    if not images:
+        return [], failures
+    probabilities = torch.softmax(predict(torch.stack(images), len(images)), dim=1)
+    rows = [
         {"file": str(path), **row, "runtime": runtime}
-        for path, row in zip(
-            image_paths, top_classes(probabilities, loaded.class_names, top_k), strict=True
-        )
+        for path, row in zip(readable, top_classes(probabilities, class_names, top_k), strict=True)
     ]
+    return rows, failures
+
+
+def expand_image_paths(
+    image_paths: Iterable[str | Path],
+) -> Iterator[tuple[Path, None] | tuple[None, dict[str, str]]]:
+    """Each given path as files to read: (path, None), or (None, {file, reason}) for a pattern
+    or folder that yields nothing.
+
+    A folder gives its image files (by suffix, recursively, sorted; hidden files and folders
+    skipped); a path that does not exist but holds *, ? or [ is expanded as a glob (the shell
+    did not, e.g. it was quoted; ** matches sub-folders). Any other path is passed on as given,
+    so a missing or non-image file is reported by the decoder with its reason.
+    """
+    for given in image_paths:
+        path = Path(given)
+        if path.is_dir():
+            found = list(_images_under(path))
+            reason = "folder holds no image files"
+        elif not path.exists() and GLOB_CHARACTERS & set(str(given)):
+            found = [Path(p) for p in sorted(glob.glob(str(given), recursive=True))]
+            found = [f for hit in found for f in (_images_under(hit) if hit.is_dir() else [hit])]
+            reason = "no file matches this pattern"
+        else:
+            found, reason = [path], ""
+        if not found:
+            yield None, {"file": str(given), "reason": reason}
+        for file in found:
+            yield file, None
+
+
+def _images_under(folder: Path) -> Iterator[Path]:
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                yield Path(directory, name)
+
+
+def nothing_readable_message(failures: list[dict[str, str]]) -> str:
+    if not failures:
+        return "No image files were given. Give image files, folders or glob patterns."
+    shown = "; ".join(f"{f['file']}: {f['reason']}" for f in failures[:5])
+    more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+    return (
+        f"None of the {len(failures)} given image files could be read: {shown}{more}. "
+        "Check the paths; images must be PNG, JPEG, BMP, TIFF, WebP or another common format."
+    )
 
 
 def top_classes(
