@@ -165,3 +165,24 @@ def test_small_inputs_use_small_stems_and_large_ones_the_imagenet_stems():
         large = build_model(ModelSpec("resnet18", 3, 10, (224, 224)))
     assert small.features.stem.conv.kernel_size == (3, 3)
     assert large.features.stem[0].conv.kernel_size == (7, 7)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"widths": "32,64"}, r"widths='32,64' is invalid: expected a list of whole numbers"),
+        ({"depth": "two"}, r"depth='two' is invalid: expected a whole number, e.g. depth=2"),
+        ({"dropout": 2}, r"dropout=2 is out of range: it must be in \[0, 1\)"),
+        ({"widths": [0, 8]}, r"widths=\[0, 8\] is out of range: it must be at least 1"),
+        ({"depth": True}, r"depth=True is invalid"),
+    ],
+)
+def test_model_options_are_checked_against_the_builder_before_building(options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model(ModelSpec("small-cnn", 1, 10, (28, 28), options))
+
+
+def test_model_options_accept_what_the_annotations_allow():
+    model = build_model(ModelSpec("efficientnet-lite-tiny", 3, 4, (32, 32), {"input_size": None}))
+    assert model.num_classes == 4
+    build_model(ModelSpec("small-cnn", 1, 10, (28, 28), {"widths": [8], "dropout": 0}))

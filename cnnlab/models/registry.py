@@ -6,9 +6,13 @@ keyword-only `in_channels`, `num_classes`, `image_size` and its own options.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import inspect
+import json
 import re
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -177,6 +181,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
             f"Model {spec.name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(known) or 'none'}."
         )
+    check_options(spec.name, spec.options)
     smallest = model_min_image_size(spec.name)
     if min(spec.image_size) < smallest:
         height, width = spec.image_size
@@ -191,3 +196,93 @@ def build_model(spec: ModelSpec) -> nn.Module:
         image_size=spec.image_size,
         **spec.options,
     )
+
+
+# Ranges of the builders' options, by name: every family that has one means the same by it.
+_OPTION_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "dropout": (lambda value: 0.0 <= value < 1.0, "in [0, 1)"),
+    "depth": (lambda value: value >= 1, "at least 1"),
+    "widths": (lambda value: value >= 1, "at least 1 each"),
+    "input_size": (lambda value: value >= 1, "at least 1"),
+}
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse an option whose value does not fit the builder's annotation (or, where that cannot
+    be read, its default's type) or the option's range, before anything is built."""
+    builder = MODELS.get(name)
+    parameters = inspect.signature(builder).parameters
+    for key, value in options.items():
+        if key not in parameters:
+            continue  # build_model names unknown options
+        parameter = parameters[key]
+        expected = _annotation(builder, parameter)
+        if expected is not None and not _fits(value, expected):
+            raise ConfigError(
+                f"Model {name!r}: option {key}={value!r} is invalid: expected "
+                f"{_describe(expected)}, e.g. {key}={_example(parameter.default)} "
+                f"(--model-options {key}=VALUE, VALUE in JSON)."
+            )
+        in_range, wording = _OPTION_RANGES.get(key, (None, ""))
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        if in_range and any(isinstance(n, (int, float)) and not in_range(n) for n in numbers):
+            raise ConfigError(
+                f"Model {name!r}: option {key}={value!r} is out of range: it must be {wording}."
+            )
+
+
+def _annotation(builder: Callable, parameter: inspect.Parameter) -> Any:
+    annotation = parameter.annotation
+    if isinstance(annotation, str):
+        try:
+            annotation = eval(annotation, vars(builtins), builder.__globals__)
+        except Exception:  # a name only the builder's own module knows at run time
+            annotation = parameter.empty
+    if annotation is parameter.empty:
+        default = parameter.default
+        return None if default is parameter.empty or default is None else type(default)
+    return annotation
+
+
+def _fits(value: Any, expected: Any) -> bool:
+    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, argument) for argument in arguments)
+    if expected is Any:
+        return True
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and arguments and arguments[-1] is not Ellipsis:
+            return len(value) == len(arguments) and all(map(_fits, value, arguments))
+        return all(_fits(item, arguments[0]) for item in value) if arguments else True
+    if isinstance(expected, type):
+        return isinstance(value, expected)
+    return True  # an annotation this check does not understand: the builder decides
+
+
+def _describe(expected: Any) -> str:
+    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(argument) for argument in arguments)
+    if origin in (tuple, list):
+        plurals = {int: "whole numbers", float: "numbers", bool: "booleans", str: "strings"}
+        return f"a list of {plurals.get(arguments[0], 'values')}" if arguments else "a list"
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+    if expected is type(None):
+        return "null"
+    return names.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def _example(default: Any) -> str:
+    if default is inspect.Parameter.empty:
+        return "VALUE"
+    return json.dumps(list(default) if isinstance(default, tuple) else default).replace(" ", "")
