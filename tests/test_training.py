@@ -396,3 +396,32 @@ def test_early_stopping_without_a_validation_split_is_refused(tmp_path, tiny_con
             tiny_config(early_stopping=1, val_fraction=0.0), tmp_path / "run", show_progress=False
         )
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_split_that_comes_out_empty_is_refused_or_warned_before_training(tmp_path):
+    import cnnlab
+    from cnnlab.data import save_image_file
+    from cnnlab.errors import DataError
+    from cnnlab.inference import evaluate_run
+
+    for per_class in (1, 2):
+        for name in ("a", "b", "c"):
+            for index in range(per_class):
+                image = torch.full((3, 8, 8), 40 * index + ord(name), dtype=torch.uint8)
+                save_image_file(image, tmp_path / f"data{per_class}" / name / f"{index}.png")
+
+    def train(per_class, run):
+        return cnnlab.train(
+            data=f"folder:{tmp_path / f'data{per_class}'}", model="small-cnn", epochs=1,
+            model_options={"widths": [4, 8], "depth": 1}, out=tmp_path / run, threads=1,
+            progress=False,
+        ).path  # fmt: skip
+
+    with pytest.raises(DataError, match=r"test split .* empty: --test-fraction 0.2 .*a: 1, b: 1"):
+        train(1, "one")
+    assert not (tmp_path / "one" / "checkpoints").exists()
+    with pytest.warns(UserWarning, match=r"validation split .* empty: --val-fraction 0.1 .*a: 1"):
+        run = train(2, "two")
+    with pytest.raises(DataError, match="The val split of run .* is empty"):
+        evaluate_run(run, "val", device="cpu")
+    assert evaluate_run(run, "test", device="cpu")["num_samples"] == 3

@@ -79,6 +79,13 @@ def evaluate_run(
         run_path, which, device, runtime, precision, channels_last
     )
     split_data = load_run_split(loaded.record, split, data_dir=data_dir, data=data)
+    if not len(split_data.labels):
+        raise DataError(
+            f"The {split} split of run '{run_path}' is empty (class counts "
+            f"{loaded.record.class_counts.get(split)}): there is nothing to evaluate. Evaluate "
+            "another split with --split, or train again with more images per class or a larger "
+            f"--{split}-fraction."
+        )
     logits = predict(split_data.images, batch_size)
     class_names = loaded.class_names
     metrics = classification_metrics(

@@ -8,6 +8,7 @@ each part's labels, and for folder: sources the file paths themselves and the fi
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,11 @@ def make_record(
             names = dataset.files[source]
             splits[split]["files"] = [names[i] for i in indices.tolist()]
         counts[split] = class_counts(_part(dataset, source)[1][indices], k)
+    source_counts = class_counts(dataset.train_labels, k)
+    if test_carved:
+        _check_carved(dataset, "test", counts["test"], test_fraction, source_counts)
+    if val_from == "train":
+        _check_carved(dataset, "val", counts["val"], val_fraction, counts["train"])
     return DatasetRecord(
         source=dataset.name,
         location=dataset.location,
@@ -113,6 +119,36 @@ def make_record(
         source_checksums={part: labels_checksum(_part(dataset, part)[1]) for part in parts},
         skipped=tuple(dataset.skipped) if dataset.files is not None else None,
     )  # fmt: skip
+
+
+def _check_carved(
+    dataset: ImageDataset, split: str, counts: list[int], fraction: float, pool: list[int]
+) -> None:
+    """Refuse an empty test split and warn of an empty validation split carved by a fraction.
+
+    stratified_split leaves a class of one image wholly in training, so tiny folders (one or two
+    images per class) can come out with nothing to test or validate on; say so before training
+    rather than fail at evaluation.
+    """
+    if fraction <= 0 or sum(counts) > 0:
+        return
+    per_class = ", ".join(f"{n}: {c}" for n, c in zip(dataset.class_names, pool, strict=True))
+    flag = f"--{split}-fraction"
+    if split == "test":
+        raise DataError(
+            f"The test split of {dataset.name!r} comes out empty: {flag} {fraction} takes no "
+            f"image from classes of these sizes ({per_class}), since a class keeps at least one "
+            "image for training. Give every class at least 2 images (3 to also validate), put "
+            f"test images in a test/ sub-folder, or set {flag} 0 to train without a test split."
+        )
+    warnings.warn(
+        f"The validation split of {dataset.name!r} comes out empty: {flag} {fraction} takes no "
+        f"image from the training classes of these sizes ({per_class}), since a class keeps at "
+        "least one image for training. Training runs without validation (no best epoch "
+        "is chosen). Give every class at least 3 images, or put validation images in a val/ "
+        f"sub-folder; {flag} 0 silences this warning.",
+        stacklevel=3,
+    )
 
 
 def load_options(record: DatasetRecord, cache: bool = True) -> LoadOptions | None:
