@@ -105,6 +105,25 @@ def test_train_evaluate_writes_the_contract_files(trained_run, capsys):
     assert code == 0 and "balanced accuracy" in out and "cohen kappa" in out
 
 
+def test_evaluations_of_other_checkpoints_and_runtimes_keep_their_own_files(trained_run, capsys):
+    from cnnlab.run import RunDir
+    from cnnlab.run.evaluation import evaluation_name, read_evaluation
+
+    assert main(["evaluate", str(trained_run), "--split", "val"]) == 0
+    default = (trained_run / "eval" / "val.json").read_text()
+    code, out, _ = run_cli(
+        capsys, "evaluate", trained_run, "--split", "val", "--checkpoint", "last"
+    )
+    assert code == 0 and f"{trained_run / 'eval' / 'val-last'}.json" in out
+    assert (trained_run / "eval" / "val.json").read_text() == default  # not overwritten
+    for name in ("val-last.json", "val-last-confusion.png", "val-last-predictions.csv"):
+        assert (trained_run / "eval" / name).is_file()
+    last = read_evaluation(RunDir(trained_run), "val", checkpoint="last")
+    assert last["checkpoint"]["file"].startswith("step-")
+    assert evaluation_name("test", "best", "onnx") == "test-onnx"
+    assert evaluation_name("test", "last", "onnx") == "test-last-onnx"
+
+
 def test_predict_matches_evaluate_on_the_same_images(trained_run, capsys, tmp_path):
     assert main(["evaluate", str(trained_run)]) == 0
     capsys.readouterr()

@@ -79,7 +79,8 @@ def test_evaluate_with_onnx_gives_the_torch_accuracy(trained_run):
     assert (on_torch["runtime"], on_onnx["runtime"]) == ("torch", "onnx")
     assert on_onnx["accuracy"] == on_torch["accuracy"] > 0.3
     assert on_onnx["confusion_matrix"] == on_torch["confusion_matrix"]
-    assert json.loads((trained_run / "eval" / "test.json").read_text())["runtime"] == "onnx"
+    assert json.loads((trained_run / "eval" / "test-onnx.json").read_text())["runtime"] == "onnx"
+    assert json.loads((trained_run / "eval" / "test.json").read_text())["runtime"] == "torch"
 
 
 def test_a_current_export_is_reused_and_a_stale_one_replaced(run_copy):
@@ -138,7 +139,7 @@ def test_cli_export_evaluate_and_predict(trained_run, tmp_path, capsys):
 
     assert main(["evaluate", str(trained_run), "--split", "val", "--runtime", "onnx"]) == 0
     assert "runtime: onnx" in capsys.readouterr().out
-    assert json.loads((trained_run / "eval" / "val.json").read_text())["runtime"] == "onnx"
+    assert json.loads((trained_run / "eval" / "val-onnx.json").read_text())["runtime"] == "onnx"
 
     images = load_dataset("digits").test_images[:4]  # PNG keeps these 8x8 uint8 images exactly
     paths = [tmp_path / f"{i}.png" for i in range(len(images))]

@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
         description="Evaluate a run on one split of the data it was trained on: accuracy, "
         "top-k accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall/F1 and the "
         "confusion matrix (counts and row-normalised). Writes RUN/eval/SPLIT.json, "
-        "RUN/eval/SPLIT-confusion.png and RUN/eval/SPLIT-predictions.csv.",
+        "RUN/eval/SPLIT-confusion.png and RUN/eval/SPLIT-predictions.csv; with --checkpoint "
+        "last or --runtime onnx the names say so (RUN/eval/SPLIT-last.json, SPLIT-onnx.json, "
+        "SPLIT-last-onnx.json), so no evaluation overwrites another.",
     )
     common.add_run_argument(parser)
     common.add_split_flag(parser)
@@ -34,6 +36,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.evaluation import format_metrics_table
     from cnnlab.inference import evaluate_run
+    from cnnlab.run.evaluation import evaluation_name
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1.")
@@ -53,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_metrics_table(metrics))
         print(f"runtime: {metrics['runtime']}")
-        print(
-            f"written: {Path(args.run) / 'eval' / args.split}.json, "
-            "-confusion.png, -predictions.csv"
-        )
+        name = evaluation_name(args.split, args.checkpoint, args.runtime)
+        print(f"written: {Path(args.run) / 'eval' / name}.json, -confusion.png, -predictions.csv")
     return 0

@@ -73,6 +73,9 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a split and write eval/<split>.json, -confusion.png and -predictions.csv.
 
+    Another checkpoint or runtime than best on PyTorch writes its own files (eval/test-last.json,
+    eval/test-onnx.json: cnnlab.run.evaluation.evaluation_name).
+
     `runtime="onnx"` scores with ONNX Runtime instead of PyTorch (see load_run_for_runtime).
     """
     loaded, predict = load_run_for_runtime(
@@ -103,7 +106,13 @@ def evaluate_run(
     }
     probabilities = torch.softmax(logits, dim=1)
     write_evaluation(
-        loaded.run, metrics, split_data.sample_ids, split_data.labels, probabilities, class_names
+        loaded.run,
+        metrics,
+        split_data.sample_ids,
+        split_data.labels,
+        probabilities,
+        class_names,
+        checkpoint=which,
     )
     return metrics
 

@@ -1,8 +1,14 @@
 """RUN/eval/: what `cnnlab evaluate` writes for a split (metrics JSON, confusion-matrix PNG,
-predictions CSV), and reading it back."""
+predictions CSV), and reading it back.
+
+The default evaluation (best checkpoint, PyTorch) keeps the plain names eval/SPLIT.json, which the
+report and older runs use; any other checkpoint or runtime adds its own suffix
+(eval/test-last.json, eval/test-onnx.json, eval/test-last-onnx.json), so none overwrites another.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,6 +18,13 @@ from cnnlab.fileio import atomic_write_json
 from cnnlab.run.paths import RunDir
 
 
+def evaluation_name(split: str, checkpoint: str = "best", runtime: str = "torch") -> str:
+    """The stem of an evaluation's files in RUN/eval/: "test", "test-last", "test-onnx"..."""
+    suffixes = [checkpoint] if checkpoint != "best" else []
+    suffixes += [runtime] if runtime != "torch" else []
+    return "-".join([split, *suffixes])
+
+
 def write_evaluation(
     run: RunDir,
     metrics: dict[str, Any],
@@ -19,9 +32,11 @@ def write_evaluation(
     labels: torch.Tensor,
     probabilities: torch.Tensor,
     class_names: list[str],
-) -> None:
-    """eval/SPLIT.json, SPLIT-confusion.png and SPLIT-predictions.csv for `metrics["split"]`."""
-    split = metrics["split"]
+    checkpoint: str = "best",
+) -> Path:
+    """eval/NAME.json, NAME-confusion.png and NAME-predictions.csv for `metrics["split"]` and
+    `metrics["runtime"]` (evaluation_name); returns the JSON's path."""
+    split = evaluation_name(metrics["split"], checkpoint, metrics.get("runtime", "torch"))
     atomic_write_json(run.eval / f"{split}.json", metrics)
     save_confusion_matrix_png(
         torch.tensor(metrics["confusion_matrix"]),
@@ -37,9 +52,12 @@ def write_evaluation(
         class_names,
         top_k=min(3, len(class_names)),
     )
+    return run.eval / f"{split}.json"
 
 
-def read_evaluation(run: RunDir, split: str) -> dict[str, Any] | None:
+def read_evaluation(
+    run: RunDir, split: str, checkpoint: str = "best", runtime: str = "torch"
+) -> dict[str, Any] | None:
     """The metrics `cnnlab evaluate` wrote for `split`, or None if it has not been run."""
-    path = run.eval / f"{split}.json"
-    return run.read(f"eval/{split}.json") if path.exists() else None
+    name = evaluation_name(split, checkpoint, runtime)
+    return run.read(f"eval/{name}.json") if (run.eval / f"{name}.json").exists() else None
