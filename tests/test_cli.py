@@ -333,3 +333,15 @@ def test_a_signal_mid_training_then_resume_matches_an_uninterrupted_run(
     a = ckpt.latest_checkpoint(uninterrupted_run / "checkpoints").weights
     b = ckpt.latest_checkpoint(run / "checkpoints").weights
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_out_that_is_a_file_or_unwritable_is_one_line(capsys, tmp_path):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    code, _, err = run_cli(capsys, "train", *TINY, "--epochs", "1", "--out", existing)
+    assert code == 2 and "is an existing file, not a folder" in err and str(existing) in err
+    assert "Traceback" not in err and existing.read_text() == "mine"
+    below_a_file = existing / "run"
+    code, _, err = run_cli(capsys, "train", *TINY, "--epochs", "1", "--out", below_a_file)
+    assert code == 2 and f"--out '{below_a_file}' cannot be written" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

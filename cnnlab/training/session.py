@@ -122,7 +122,32 @@ def _check_run_dir(run: RunDir, resume: bool) -> RunDir:
             f"'{run.path}' already holds a run. Continue it with `cnnlab train --resume "
             f"{run.path}`, or choose another --out."
         )
+    if not resume and writes_files():
+        _check_writable(run.path)
     return run
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an --out that names a file or a place where no folder can be made, before the data
+    is loaded; the folders made to find out are removed again."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"--out '{path}' is an existing file, not a folder; --out names the run directory "
+            "to create. Choose another path."
+        )
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".cnnlab-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"--out '{path}' cannot be written ({error.strerror or error}); choose a folder you "
+            "can write to."
+        ) from None
+    for folder in missing:  # deepest first
+        folder.rmdir()
 
 
 def _data_and_spec(
