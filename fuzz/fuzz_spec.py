@@ -1,0 +1,6 @@
+"""Fuzz the spec target of fuzz/targets.py: python fuzz/fuzz_spec.py -max_total_time=60"""
+
+from _harness import main
+
+if __name__ == "__main__":
+    main("spec")
