@@ -1,6 +1,7 @@
 """The training core: configuration, schedules, exact resume, interruption, non-finite loss."""
 
 import json
+import re
 import signal
 
 import pytest
@@ -69,6 +70,25 @@ def test_toml_sets_defaults_with_dashes_or_underscores(tmp_path):
     (tmp_path / "bad.toml").write_text("epochs = = 3")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_toml(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('learning_rate = "fast"', "setting learning_rate = 'fast' is invalid: expected a number "),
+        ('epochs = "3"', "setting epochs = '3' is invalid: expected a whole number "),
+        ("nesterov = 1", "setting nesterov = 1 is invalid: expected true or false"),
+        ("model = 3", "setting model = 3 is invalid: expected a string"),
+    ],
+)
+def test_toml_setting_of_the_wrong_type_names_the_setting_and_the_type(tmp_path, line, message):
+    path = tmp_path / "wrong.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError, match="wrong.toml: " + re.escape(message)):
+        TrainConfig.from_dict(load_toml(path), source=str(path))
+    integer_rate = tmp_path / "integer.toml"
+    integer_rate.write_text("learning_rate = 1\n")  # a TOML integer is a number too
+    assert TrainConfig.from_dict(load_toml(integer_rate)).learning_rate == 1
 
 
 def test_model_option_values_are_json_or_strings():

@@ -6,13 +6,10 @@ keyword-only `in_channels`, `num_classes`, `image_size` and its own options.
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import inspect
 import json
 import re
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -22,6 +19,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
+from cnnlab.specs.typecheck import describe, fits, resolve
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -217,10 +215,10 @@ def check_options(name: str, options: dict[str, Any]) -> None:
             continue  # build_model names unknown options
         parameter = parameters[key]
         expected = _annotation(builder, parameter)
-        if expected is not None and not _fits(value, expected):
+        if expected is not None and not fits(value, expected):
             raise ConfigError(
                 f"Model {name!r}: option {key}={value!r} is invalid: expected "
-                f"{_describe(expected)}, e.g. {key}={_example(parameter.default)} "
+                f"{describe(expected)}, e.g. {key}={_example(parameter.default)} "
                 f"(--model-options {key}=VALUE, VALUE in JSON)."
             )
         in_range, wording = _OPTION_RANGES.get(key, (None, ""))
@@ -232,54 +230,11 @@ def check_options(name: str, options: dict[str, Any]) -> None:
 
 
 def _annotation(builder: Callable, parameter: inspect.Parameter) -> Any:
-    annotation = parameter.annotation
-    if isinstance(annotation, str):
-        try:
-            annotation = eval(annotation, vars(builtins), builder.__globals__)
-        except Exception:  # a name only the builder's own module knows at run time
-            annotation = parameter.empty
-    if annotation is parameter.empty:
+    annotation = resolve(parameter.annotation, builder.__globals__)
+    if annotation is None or annotation is parameter.empty:
         default = parameter.default
         return None if default is parameter.empty or default is None else type(default)
     return annotation
-
-
-def _fits(value: Any, expected: Any) -> bool:
-    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, argument) for argument in arguments)
-    if expected is Any:
-        return True
-    if expected is type(None):
-        return value is None
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and arguments and arguments[-1] is not Ellipsis:
-            return len(value) == len(arguments) and all(map(_fits, value, arguments))
-        return all(_fits(item, arguments[0]) for item in value) if arguments else True
-    if isinstance(expected, type):
-        return isinstance(value, expected)
-    return True  # an annotation this check does not understand: the builder decides
-
-
-def _describe(expected: Any) -> str:
-    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(argument) for argument in arguments)
-    if origin in (tuple, list):
-        plurals = {int: "whole numbers", float: "numbers", bool: "booleans", str: "strings"}
-        return f"a list of {plurals.get(arguments[0], 'values')}" if arguments else "a list"
-    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
-    if expected is type(None):
-        return "null"
-    return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 
 def _example(default: Any) -> str:

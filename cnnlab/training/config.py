@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cnnlab.errors import ConfigError
 from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, Augmentation, out_of_range
 from cnnlab.specs.recipes import RECIPES, Recipe, recipe_names
+from cnnlab.specs.typecheck import describe, fits, resolve
 
 if TYPE_CHECKING:
     from cnnlab.data.folder import LoadOptions
@@ -265,6 +266,14 @@ class TrainConfig(_SettingsAndAugmentation):
                 f"{source}: unknown setting(s) {', '.join(unknown)}. "
                 f"Known settings are the long flags of `cnnlab train --help`."
             )
+        types = {f.name: resolve(f.type) for f in fields(cls)}
+        for key, value in data.items():
+            if types[key] is not None and not fits(value, types[key]):
+                raise ConfigError(
+                    f"{source}: setting {key} = {value!r} is invalid: expected "
+                    f"{describe(types[key], none='')} (`cnnlab train --help` describes "
+                    f"--{key.replace('_', '-')})."
+                )
         try:
             return cls(**apply_recipe(data, cls.data))
         except TypeError as error:
