@@ -54,6 +54,8 @@ def seeds(name: str) -> list[bytes]:
         images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
         floats = np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3)
         raw = [_idx(labels, 0x08), _idx(images, 0x08), _idx(floats, 0x0D), _idx(labels, 0x0B)]
+        huge = bytes([0, 0, 0x08, 1]) + struct.pack(">I", 2**30 - 1)  # 8 bytes declaring 1 GiB
+        raw.append(huge)
         return [bytes([mode]) + data for data in raw for mode in (0, 1)] + [b"", b"\0\0\x08"]
     if name == "image":
         kinds = [("PNG", "RGB"), ("PNG", "L"), ("PNG", "P"), ("JPEG", "RGB"), ("GIF", "P")]

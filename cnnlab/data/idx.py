@@ -27,6 +27,7 @@ IDX_TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 MAX_DIMS = 8
+READ_CHUNK_BYTES = 16 * 1024**2
 MAX_PAYLOAD_BYTES = 1024**3  # the largest IDX file in use (MNIST train) holds 47 MB
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -70,8 +71,8 @@ def _read_idx_stream(f: BinaryIO, path: Path) -> np.ndarray:
             f"the {MAX_PAYLOAD_BYTES:,} bytes cnnlab accepts; the header is probably corrupt. "
             "Fetch a fresh copy of the file."
         )
-    payload = bytearray(size)
-    got = _read_into(f, payload)
+    payload = _read_at_most(f, size)
+    got = len(payload)
     if got < size:
         raise DataError(
             f"IDX file '{path}' is truncated: its header declares dimensions {shape} "
@@ -126,13 +127,13 @@ def _read_header(f: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
     return IDX_TYPES[type_code], shape
 
 
-def _read_into(f: BinaryIO, buffer: bytearray) -> int:
-    """Fill buffer from f, returning how many bytes were read before the end of the file."""
-    view = memoryview(buffer)
-    filled = 0
-    while filled < len(buffer):
-        count = f.readinto(view[filled:])
-        if not count:
+def _read_at_most(f: BinaryIO, size: int) -> bytearray:
+    """Up to size bytes of f, in chunks: memory grows with the bytes present, not with what a
+    header declares (a corrupt 8-byte file declaring 1 GiB once cost 1 GiB and seconds)."""
+    payload = bytearray()
+    while len(payload) < size:
+        chunk = f.read(min(size - len(payload), READ_CHUNK_BYTES))
+        if not chunk:
             break
-        filled += count
-    return filled
+        payload += chunk
+    return payload
