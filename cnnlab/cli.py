@@ -2,7 +2,8 @@
 cnnlab.commands (listed, in order, in cnnlab.commands.COMMANDS).
 
 Each command is a thin layer over a library function; errors a user can fix print one message
-(no traceback) and exit with status 2; every command that prints numbers also takes --json.
+(no traceback) and exit with status 2; a reader that closes the pipe (`| head`) ends the command
+quietly with status 141; every command that prints numbers also takes --json.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Collection
@@ -34,13 +36,29 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
-            return args.handler(args)
+            code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except CnnlabError as error:
         print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: stopped.", file=sys.stderr)
         return 130
+
+
+def _reader_went_away() -> int:
+    """`cnnlab evaluate RUN | head -3`: the reader closed the pipe. Stop quietly as Unix tools
+    do, with status 141 (128 + SIGPIPE), what a shell reports for `yes | head` too: a pipeline
+    under `set -o pipefail` sees the output was cut short. Python ignores SIGPIPE, so stdout is
+    pointed at /dev/null to keep the exit's own flush from raising again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (a test's capture)
+        pass
+    return 141
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

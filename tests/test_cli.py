@@ -345,3 +345,16 @@ def test_train_out_that_is_a_file_or_unwritable_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", *TINY, "--epochs", "1", "--out", below_a_file)
     assert code == 2 and f"--out '{below_a_file}' cannot be written" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["models"], ["evaluate", "RUN"]])
+def test_a_closed_pipe_ends_quietly_with_status_141(trained_run, command):
+    """`cnnlab evaluate RUN | head -3`: the reader is gone before the first write."""
+    args = [str(trained_run) if word == "RUN" else word for word in command]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # as head does once it has its lines
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err
