@@ -445,3 +445,15 @@ def test_a_split_that_comes_out_empty_is_refused_or_warned_before_training(tmp_p
     with pytest.raises(DataError, match="The val split of run .* is empty"):
         evaluate_run(run, "val", device="cpu")
     assert evaluate_run(run, "test", device="cpu")["num_samples"] == 3
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_a_learning_rate_that_is_not_finite_is_refused_up_front(capsys, value):
+    from cnnlab.cli import main
+
+    assert main(["train", "--data", "digits", f"--learning-rate={value}", "--quiet"]) == 2
+    assert (
+        f"--learning-rate {value} is invalid: it must be a finite number" in capsys.readouterr().err
+    )
+    with pytest.raises(ConfigError, match="--momentum inf is invalid"):
+        TrainConfig(momentum=float("inf"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
@@ -189,6 +190,12 @@ class TrainConfig(_SettingsAndAugmentation):
     Augmentation setting (cnnlab/specs/augmentation.py), all frozen."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # inf passes "positive" and nan fails it: refuse both as such
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(
+                    f"--{f.name.replace('_', '-')} {value} is invalid: it must be a finite number."
+                )
         checks = [
             (self.epochs >= 1, "epochs", "at least 1"),
             (self.batch_size >= 1, "batch_size", "at least 1"),
