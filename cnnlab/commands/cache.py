@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
         "$CNNLAB_CACHE_MAX_GB gigabytes (default 4); past that, the least recently used entries "
         "are removed when a new one is written.",
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="list or clear"
+    )
     listing = actions.add_parser("list", help="each entry's folder, images, size and last use")
     common.add_json_flag(listing, "the entries and totals")
     clearing = actions.add_parser("clear", help="remove every entry, or the ones unused for days")
