@@ -405,3 +405,14 @@ def test_flattening_concatenates_the_band_vectors():
     assert global_feature_vector(x, "flatten").shape == (2, 12)
     with pytest.raises(ConfigError, match="'sum'"):
         global_feature_vector(x, "sum")
+
+
+def test_pool2d_takes_a_window_size_as_torch_does():
+    images = torch.randn(2, 3, 8, 6)
+    torch.testing.assert_close(pool2d(images, 2), F.max_pool2d(images, 2))
+    torch.testing.assert_close(pool2d(images, (2, 2), "average"), F.avg_pool2d(images, (2, 2)))
+    torch.testing.assert_close(
+        pool2d(images, (3, 1), stride=1), pool2d(images, rectangular_adjacency(1, 3))
+    )
+    with pytest.raises(ConfigError, match=r"pool2d's adjacency 'big' is neither an Adjacency"):
+        pool2d(images, "big")

@@ -10,7 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
-from cnnlab.ops.adjacency import Adjacency, _check_images, neighbourhood_values
+from cnnlab.ops.adjacency import (
+    Adjacency,
+    _check_images,
+    neighbourhood_values,
+    rectangular_adjacency,
+)
 
 POOLING_MODES = ("max", "min", "average")
 
@@ -32,21 +37,31 @@ def min_pool2d(
 
 def pool2d(
     images: torch.Tensor,
-    adjacency: Adjacency,
+    adjacency: Adjacency | int | tuple[int, int],
     mode: str = "max",
-    stride: int | tuple[int, int] = 1,
+    stride: int | tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The slides' pooling over any adjacency B: [B, C, H, W] -> [B, C, ceil(H/s_y), ceil(W/s_x)].
 
     P_k(p) aggregates R_k(q) for q in B(p) inside the image domain: neighbours outside D_I are
     left out, so the average at a border divides by the number of pixels that are really there
     (torch's avg_pool2d with count_include_pad=False). p runs over D_I with the given strides.
+
+    `adjacency` may also be k or (height, width), as torch's kernel_size: a k x k window
+    (rectangular_adjacency), with the stride defaulting to the window as in torch, so
+    pool2d(x, 2) is F.max_pool2d(x, 2) on even sizes; an odd window is centred on p, as the
+    slides' relation is. For an Adjacency the stride defaults to 1.
     """
     if mode not in POOLING_MODES:
         raise ConfigError(
             f"Unknown pooling mode {mode!r}; expected one of {', '.join(POOLING_MODES)}."
         )
     _check_images(images)
+    if not isinstance(adjacency, Adjacency):
+        height, width = _window(adjacency)
+        adjacency = rectangular_adjacency(width, height)
+        stride = (height, width) if stride is None else stride
+    stride = 1 if stride is None else stride
     window = adjacency.rectangle()
     if window is not None and (mode != "average" or window[2] == 1):
         return _pool_rectangle(images, window, mode, stride)
@@ -59,6 +74,22 @@ def pool2d(
     total = neighbourhood_values(images, adjacency, 0.0, stride).sum(dim=2)
     count = neighbourhood_values(ones, adjacency, 0.0, stride).sum(dim=2)
     return total / count  # [B, C, H', W']
+
+
+def _window(size: object) -> tuple[int, int]:
+    """(height, width) of a window given as k or (height, width), as torch's kernel_size."""
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if (
+        not isinstance(pair, tuple | list)
+        or len(pair) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
+    ):
+        raise ConfigError(
+            f"pool2d's adjacency {size!r} is neither an Adjacency nor a window size: pass "
+            "rectangular_adjacency(width, height), adjacency_from_offsets(...), k for a k x k "
+            "window, or (height, width)."
+        )
+    return pair[0], pair[1]
 
 
 def _pool_rectangle(
