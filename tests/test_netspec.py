@@ -51,6 +51,24 @@ def test_the_slides_notation_parses_to_the_same_network():
     assert len(slides.expand()) == 3 * (2 * 2 + 1) + 1
 
 
+def test_the_slides_pattern_typed_literally_builds_the_documented_default_widths():
+    text = "INPUT -> [[CONV -> RELU]*2 -> POOL]*2 -> [FC -> RELU]*1 -> FC"
+    spec = parse_spec(text)
+    assert spec.text() == (
+        "conv32x3 -> relu -> conv32x3 -> relu -> maxpool2 -> conv64x3 -> relu -> conv64x3 -> "
+        "relu -> maxpool2 -> fc128 -> relu -> fc"
+    )
+    assert parse_spec(spec.text()) == spec
+    name, options = resolve_model_argument(text, {})
+    model = build_model(ModelSpec(name, 1, 10, (16, 16), options))
+    convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    dense = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    assert convs == [32, 32, 64, 64] and dense == [128, 10]
+    assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+    three_pools = parse_spec("conv -> pool -> conv -> pool -> pool -> conv -> fc")
+    assert [n.out_channels for n in three_pools.expand() if isinstance(n, Conv)] == [32, 64, 256]
+
+
 def test_defaults_and_spelled_out_fields():
     layers = parse_spec("conv16 -> dn -> pool -> flatten -> fc10 -> fc").layers
     assert layers == (
@@ -65,7 +83,6 @@ def test_defaults_and_spelled_out_fields():
         ("[[cnv32x3 -> relu]*2 -> pool]*3 -> fc", 3, "unknown layer 'cnv32x3'"),
         ("conv32 -> relu", 15, "ends with fc"),
         ("[conv32 -> relu*2 -> fc", 1, "never closed"),
-        ("conv32 -> fc -> relu -> fc", 11, "classifier and comes last"),
         ("gap -> conv3 -> fc", 8, "already turned the maps into a vector"),
         ("conv32y -> fc", 1, "write conv<filters>"),
         ("conv32 -> dropout1.5 -> fc", 11, "in [0, 1)"),

@@ -16,7 +16,9 @@ INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC. Layers are joine
 in [ ] (or a single layer) is repeated with *N (N >= 0), case does not matter and a leading
 "input ->" is optional. Layers:
   conv32x3        32 filters of 3x3 with bias, stride 1, zero padding 1 ("same"); conv32 is
-                  conv32x3; add sS for stride and pP for padding: conv64x5s2p0
+                  conv32x3; add sS for stride and pP for padding: conv64x5s2p0; conv alone
+                  has 32 filters before the first pooling layer, doubling after each (32, 64,
+                  128...), so the pattern above can be typed literally
   sep64x3         depthwise-separable conv (Xception): a 3x3 filter per band, then 1x1 to 64
   res64, res64s2  residual block (ResNet): two 3x3 conv-BN, a shortcut, ReLU
   se, se8         squeeze-excitation of the maps before it, reduction 16 or 8 (SENet)
@@ -29,9 +31,11 @@ in [ ] (or a single layer) is repeated with *N (N >= 0), case does not matter an
   dropout0.5      dropout with probability 0.5 (dropout alone is dropout0.5)
   gap gmp flatten global average pooling, global max pooling or flattening: maps -> vector
                   (flatten is implied before the first fc)
-  fc128           dense layer of 128 units
+  fc128           dense layer of 128 units (fc before the last layer is fc128)
   fc              the classifier, sized to the number of classes: every spec ends with it
 examples (in a TOML recipe: model = "..."):
+  "INPUT -> [[CONV -> RELU]*2 -> POOL]*2 -> [FC -> RELU]*1 -> FC"   (the slides' pattern, the
+      widths above: conv32 conv32 pool conv64 conv64 pool fc128 fc)
   "[[conv32 -> relu]*2 -> pool]*3 -> fc"
   "[conv16x5 -> bn -> relu -> maxpool2]*2 -> flatten -> [fc128 -> relu]*2 -> dropout -> fc"
   "conv8x5 -> fc"   (one layer of 8 kernels of 5x5x3: 5*5*3*8 + 8 = 608 parameters)

@@ -18,7 +18,7 @@ from cnnlab.specs.grammar import Token, spec_error, tokenize
 @dataclass(frozen=True)
 class Conv:
     kind: ClassVar[str] = "conv"
-    out_channels: int
+    out_channels: int  # None only while parsing a bare "conv" (see _with_default_widths)
     kernel_size: int = 3
     stride: int = 1
     padding: int | None = None  # None: kernel_size // 2, "same" at stride 1
@@ -213,9 +213,9 @@ _FLOAT = r"(\d*\.?\d+)"
 # word prefix -> (argument pattern, how to write it, constructor from the match groups)
 _WORDS: dict[str, tuple[str, str, Any]] = {
     "conv": (
-        rf"{_NUMBER}(?:x{_NUMBER})?(?:s{_NUMBER})?(?:p{_NUMBER})?",
-        "conv<filters>[x<kernel>][s<stride>][p<padding>], e.g. conv32x3",
-        lambda g: Conv(int(g[0]), _int(g[1], 3), _int(g[2], 1), _int(g[3], None)),
+        rf"(?:{_NUMBER}(?:x{_NUMBER})?(?:s{_NUMBER})?(?:p{_NUMBER})?)?",
+        "conv<filters>[x<kernel>][s<stride>][p<padding>], e.g. conv32x3, or conv alone",
+        lambda g: Conv(_int(g[0], None), _int(g[1], 3), _int(g[2], 1), _int(g[3], None)),
     ),
     "sep": (
         rf"{_NUMBER}(?:x{_NUMBER})?(?:s{_NUMBER})?",
@@ -383,8 +383,41 @@ def parse_spec(text: str) -> NetworkSpec:
         raise parser.error_here(
             f"unexpected {parser.peek().text!r}; join layers with -> and close groups with ]."
         )
-    _check_structure(text, list(_expand_located(items)))
+    flat = list(_expand_located(items))
+    if any(_needs_default_width(item, item is flat[-1]) for item in flat):
+        flat = _with_default_widths(flat)
+        items = flat  # the widths differ between repetitions: the spec is written out
+    _check_structure(text, flat)
     return NetworkSpec(tuple(item.node for item in items))
+
+
+DEFAULT_FIRST_FILTERS = 32  # a bare conv: 32 filters, doubled after every pooling layer
+DEFAULT_HIDDEN_UNITS = 128  # a bare fc before the classifier: fc128
+
+
+def _needs_default_width(item: _Located, last: bool) -> bool:
+    node = item.node
+    return (isinstance(node, Conv) and node.out_channels is None) or (
+        isinstance(node, Dense) and node.units is None and not last
+    )
+
+
+def _with_default_widths(flat: list[_Located]) -> list[_Located]:
+    """The slides' pattern typed literally ("[[CONV -> RELU]*2 -> POOL]*2 -> [FC -> RELU]*1 ->
+    FC"): a bare conv gets 32 filters in the first stage, doubling after each pool (32, 64,
+    128...); a bare fc before the last is a hidden layer of 128 units."""
+    stage, filled = 0, []
+    for item in flat:
+        node = item.node
+        if _needs_default_width(item, item is flat[-1]):
+            if isinstance(node, Conv):
+                width = DEFAULT_FIRST_FILTERS * 2**stage
+                node = Conv(width, node.kernel_size, node.stride, node.padding)
+            else:
+                node = Dense(DEFAULT_HIDDEN_UNITS)
+        stage += isinstance(node, Pool)
+        filled.append(_Located(node, item.start, item.end))
+    return filled
 
 
 def _expand_located(items: list[_Located] | tuple[_Located, ...]) -> Iterator[_Located]:
@@ -402,14 +435,8 @@ _VECTOR_LAYERS = (Dense, Activation, Dropout)
 def _check_structure(text: str, flat: list[_Located]) -> None:
     """Maps first (conv, pool, ...), then at most one switch to a vector, then dense layers."""
     vector_from: _Located | None = None
-    for position, item in enumerate(flat):
-        node, last = item.node, position == len(flat) - 1
-        if isinstance(node, Dense) and node.units is None and not last:
-            raise spec_error(
-                text, item.start, item.end,
-                "fc without a number of units is the classifier and comes last; write fc128 "
-                "for a hidden dense layer.",
-            )  # fmt: skip
+    for item in flat:
+        node = item.node
         if vector_from is not None:
             allowed = isinstance(node, _VECTOR_LAYERS) or node == Norm("batch")
             if not allowed:
