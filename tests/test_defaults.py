@@ -116,3 +116,24 @@ def test_the_augment_flags_help_tells_each_data_sets_default():
     assert {kind: sorted(names) for kind, names in said.items()} == {
         kind: sorted(names) for kind, names in groups.items()
     }
+
+
+def test_a_folder_of_cifar10_class_folders_gets_the_cifar10_recipe_and_says_why(tmp_path, caplog):
+    from PIL import Image
+
+    from cnnlab.data.cifar import CLASS_NAMES
+
+    flat, split = tmp_path / "cifar-jpeg", tmp_path / "cifar-split"
+    for name in CLASS_NAMES:
+        for folder in (flat / name, split / "train" / name, split / "test" / name):
+            folder.mkdir(parents=True)
+            Image.new("RGB", (32, 32), (len(name) * 20, 0, 0)).save(folder / "0001.jpg")
+    with caplog.at_level("INFO", logger="cnnlab"):
+        assert resolve_recipe("auto", f"{FOLDER_PREFIX}{flat}").name == "cifar10"
+    assert "are CIFAR-10's ten classes" in caplog.text and str(flat) in caplog.text
+    assert TrainConfig.from_dict({"data": f"{FOLDER_PREFIX}{split}"}).recipe == "cifar10"
+    assert TrainConfig.from_dict({"data": f"{FOLDER_PREFIX}{flat}", "recipe": "none"}).recipe == (
+        "none"
+    )
+    (flat / "truck").rename(flat / "lorry")  # nine of the ten: a folder like any other
+    assert default_recipe(f"{FOLDER_PREFIX}{flat}") == "none"

@@ -133,6 +133,20 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
     )
 
 
+def class_folder_names(root: str | os.PathLike) -> list[str]:
+    """The class folders' names under root (inside its train/ folder if it has split folders),
+    without listing any image; [] when root is no folder. For choosing a recipe."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    ignored: list[dict[str, str]] = []
+    subfolders = _visible_subfolders(root, ignored, "")
+    for name in subfolders:
+        if name.lower() in SPLIT_FOLDERS["train"]:
+            return _visible_subfolders(root / name, ignored, f"{name}/")
+    return subfolders
+
+
 def _visible_subfolders(folder: Path, skipped: list[dict[str, str]], prefix: str) -> list[str]:
     """Sorted names of the sub-folders; hidden entries and loose files are listed as skipped."""
     names = []

@@ -8,6 +8,7 @@ entry, and the rule for folders, is the one place for a data set's recipe and au
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch
 
 from cnnlab.data import cifar
 from cnnlab.data.dataset import ImageDataset
-from cnnlab.data.folder import LoadOptions, load_folder, scan_folder
+from cnnlab.data.folder import LoadOptions, class_folder_names, load_folder, scan_folder
 from cnnlab.data.idx import read_idx
 from cnnlab.data.locate import (
     DOWNLOADS,
@@ -39,7 +40,9 @@ BUNDLED = "scikit-learn (bundled)"
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 FOLDER_PREFIX = "folder:"
-FOLDER_RECIPE = "none"  # folders get the plain defaults unless --recipe names one
+FOLDER_RECIPE = "none"  # folders get the plain defaults unless --recipe names one (or CIFAR-10's)
+
+log = logging.getLogger(__name__)
 
 
 Loader = Callable[["DatasetSource", str | os.PathLike | None, bool], ImageDataset]
@@ -168,9 +171,19 @@ def default_augmentation(source: str, image_size: tuple[int, int]) -> Augmentati
 
 
 def default_recipe(source: str) -> str:
-    """The name of the recipe the data set `source` declares ("none" for folders, or a name not
-    in DATASETS), which `--recipe auto` picks."""
+    """The name of the recipe the data set `source` declares, which `--recipe auto` picks: "none"
+    for a name not in DATASETS and for folders, but "cifar10" for a folder whose class folders
+    are exactly CIFAR-10's ten classes (a JPEG copy of CIFAR-10), saying so."""
     if source.startswith(FOLDER_PREFIX):
+        root = source[len(FOLDER_PREFIX) :]
+        names = sorted(name.lower() for name in class_folder_names(root))
+        if names == sorted(cifar.CLASS_NAMES):
+            log.info(
+                "recipe auto: the class folders of '%s' are CIFAR-10's ten classes (%s), so "
+                "recipe cifar10 applies; --recipe none trains without it.",
+                root, ", ".join(cifar.CLASS_NAMES),
+            )  # fmt: skip
+            return "cifar10"
         return FOLDER_RECIPE
     return DATASETS.get(source).recipe if source in DATASETS else "none"
 

@@ -68,7 +68,8 @@ class _Settings:
         "none",
         "training defaults that reach good accuracy fast (`cnnlab recipes`): auto (the command "
         "line's default) picks the data set's own, mnist, fashion-mnist or cifar10, and none for "
-        "folders; flags and --config override its settings",
+        "folders (cifar10 for one whose class folders are CIFAR-10's ten); flags and --config "
+        "override its settings",
         choices=recipe_names(),
     )
     model: str = _option(
