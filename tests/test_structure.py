@@ -231,3 +231,20 @@ def test_every_module_imports_only_from_its_layer_or_below():
         if _layer(target) > _layer(module)
     ]
     assert not upward, "imports of a higher layer (docs/ARCHITECTURE.md):\n" + "\n".join(upward)
+
+
+def test_the_torch_pins_accept_pytorchs_cpu_only_builds():
+    """README: a CPU-only torch (2.14.1+cpu) installed first satisfies the project's pins, by
+    pip's PEP 440 rules, so `pip install -e .` keeps it."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = {
+        requirement.name: requirement.specifier
+        for requirement in map(Requirement, pyproject["project"]["dependencies"])
+    }
+    for name in ("torch", "torchvision"):
+        (version,) = [spec.version for spec in pins[name]]
+        assert pins[name].contains(f"{version}+cpu"), (name, pins[name])
