@@ -7,8 +7,10 @@ fuzzer reports as a crash (and the test as a failure).
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 from cnnlab.errors import CnnlabError
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="cnnlab-fuzz-"))
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 
 def _expect_value_or_error(call: Callable[[], object]) -> object:
