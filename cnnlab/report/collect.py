@@ -93,6 +93,4 @@ def collect(path: str | Path, split: str = "test", data_dir: str | None = None) 
 
 def missing(what: str, command: str) -> str:
     """The sentence a section shows in place of what is not in the run yet."""
-    return (
-        f"Not in this run yet: {what}. Make it with `{command}`, then run `cnnlab report` again."
-    )
+    return f"Not in this run yet: {what}. Make it with `{command}`, then run `cnnlab report` again."

@@ -208,6 +208,8 @@ def _stride(stride: int) -> str:
 
 # ---------------------------------------------------------------- parsing
 
+MAX_REPEAT = 1_000  # *N beyond this is a typo or a fuzzer, not a network
+MAX_LAYERS = 10_000  # layers after every repetition is expanded
 _NUMBER = r"(\d+)"
 _FLOAT = r"(\d*\.?\d+)"
 # word prefix -> (argument pattern, how to write it, constructor from the match groups)
@@ -326,6 +328,11 @@ class _Parser:
         count = self.peek()
         if count is None or count.kind != "number":
             raise self.error_here("expected a repetition count after *, as in [conv32 -> relu]*2.")
+        if int(count.text) > MAX_REPEAT:
+            raise self.error_here(
+                f"a repetition count of {int(count.text):,} is more than {MAX_REPEAT:,}; "
+                "networks that deep are not what a spec is for."
+            )
         self.index += 1
         body = item.children if allow_bare else (item,)
         node = Repeat(tuple(i.node for i in body), int(count.text))
@@ -383,6 +390,12 @@ def parse_spec(text: str) -> NetworkSpec:
         raise parser.error_here(
             f"unexpected {parser.peek().text!r}; join layers with -> and close groups with ]."
         )
+    layers = _expanded_size(items)
+    if layers > MAX_LAYERS:
+        raise spec_error(
+            text, 0, len(text),
+            f"the repetitions expand to {layers:,} layers, more than {MAX_LAYERS:,}.",
+        )  # fmt: skip
     flat = list(_expand_located(items))
     if any(_needs_default_width(item, item is flat[-1]) for item in flat):
         flat = _with_default_widths(flat)
@@ -418,6 +431,15 @@ def _with_default_widths(flat: list[_Located]) -> list[_Located]:
         stage += isinstance(node, Pool)
         filled.append(_Located(node, item.start, item.end))
     return filled
+
+
+def _expanded_size(items: list[_Located] | tuple[_Located, ...]) -> int:
+    """How many layers `items` expand to, counted without expanding them (nested repeats
+    multiply, so expanding first could take forever)."""
+    return sum(
+        item.node.count * _expanded_size(item.children) if isinstance(item.node, Repeat) else 1
+        for item in items
+    )
 
 
 def _expand_located(items: list[_Located] | tuple[_Located, ...]) -> Iterator[_Located]:

@@ -297,7 +297,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"Config file '{path}' does not exist.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"Config file '{path}' is not valid TOML: {error}.") from None
-    return dict(data.get("train", data))
+    table = data.get("train", data)
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"Config file '{path}': 'train' must be a table ([train] with the settings under it), "
+            f"not {type(table).__name__} {table!r:.40}."
+        )
+    return dict(table)
 
 
 def parse_model_option(text: str) -> tuple[str, Any]:
