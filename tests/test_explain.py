@@ -210,8 +210,15 @@ def test_depth_trend_says_what_happened():
     assert depth_trend([0.1, 0.2, 0.3], names)["grows_at_every_step"]
     mixed = depth_trend([0.1, 0.4, 0.3], names)
     assert mixed["grows_overall"] and not mixed["grows_at_every_step"]
-    assert mixed["drops"][0]["from"] == "a" and "drops at a -> b" in mixed["verdict"]
+    assert mixed["drops"][0]["from"] == "a" and "falls at a -> b" in mixed["verdict"]
     assert not depth_trend([0.5, 0.4, 0.3], names)["grows_overall"]
+    # a small fall is a fall: never "grows at every step" when a value went down
+    slight = depth_trend([0.1, 0.1672, 0.1659], names)
+    assert not slight["grows_at_every_step"] and slight["grows_overall"]
+    assert slight["drops"] == [{"from": "a", "to": "b", "change": -0.0013}]
+    assert (
+        "not at every step" in slight["verdict"] and "falls at a -> b (-0.001)" in slight["verdict"]
+    )
 
 
 def test_procrustes_undoes_rotation_reflection_scale_and_shift():
@@ -408,7 +415,7 @@ def test_cli_explain_end_to_end_with_masks(digits_run, tmp_path, capsys):
     assert (digits_run / "explain" / "filters-trained.png").is_file()
     separation = json.loads((out / "separability.json").read_text())
     assert set(separation["metrics"]) == {"trained", "untrained"}
-    assert separation["statement"].startswith("The claim")
+    assert separation["statement"].startswith("The lecture slides' claim")
     shares = summary["cam"]["object_share"]
     assert shares["images_with_masks"] == 120
     assert all(m["share_inside"] == pytest.approx(1.0) for m in shares["methods"].values())
@@ -419,7 +426,7 @@ def test_cli_explain_parts_and_clear_errors(digits_run, capsys):
     args = ["explain", str(digits_run), "--method", "pca", "--max-points", "90", "--quiet"]
     assert main([*args, "--what", "separability,filters", "--layers", "input,last_hidden"]) == 0
     out = capsys.readouterr().out
-    assert "The claim" in out and "written:" in out
+    assert "The lecture slides' claim" in out and "written:" in out
     summary = json.loads((digits_run / "explain" / "test" / "summary.json").read_text())
     assert summary["layers"] == ["input", "last_hidden"] and "cam" not in summary
     assert main([*args, "--what", "everything"]) == 2

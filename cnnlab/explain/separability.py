@@ -77,15 +77,16 @@ def chance_levels(labels: torch.Tensor, k: int = 5) -> dict[str, float]:
     }
 
 
-def depth_trend(values: list[float], names: list[str], tolerance: float = 0.005) -> dict:
-    """Does a metric grow with depth? Says so plainly, naming every layer where it drops."""
+def depth_trend(values: list[float], names: list[str]) -> dict:
+    """Does a metric grow with depth? Says so plainly, naming every layer where it drops: any
+    fall counts, however small (no tolerance that would let 0.1672 -> 0.1659 pass as growth)."""
     drops = [
         {"from": names[i], "to": names[i + 1], "change": round(values[i + 1] - values[i], 4)}
         for i in range(len(values) - 1)
-        if values[i + 1] < values[i] - tolerance
+        if values[i + 1] < values[i]
     ]
     first, last = values[0], values[-1]
-    grows_overall = last > first + tolerance
+    grows_overall = last > first
     if grows_overall and not drops:
         verdict = (
             f"grows with depth at every step ({names[0]} {first:.3f} -> {names[-1]} {last:.3f})"
@@ -94,7 +95,7 @@ def depth_trend(values: list[float], names: list[str], tolerance: float = 0.005)
         where = ", ".join(f"{d['from']} -> {d['to']} ({d['change']:+.3f})" for d in drops)
         verdict = (
             f"grows overall ({names[0]} {first:.3f} -> {names[-1]} {last:.3f}) but not at every "
-            f"step: it drops at {where}"
+            f"step: it falls at {where}"
         )
     else:
         verdict = f"does not grow with depth ({names[0]} {first:.3f} -> {names[-1]} {last:.3f})"

@@ -184,18 +184,20 @@ def _layer_separability(
 
 
 def separation_statement(trends: dict[str, dict]) -> str:
-    """The seeds' claim (separation grows with depth) checked on the trained network's feature
-    spaces, one clause per metric, said plainly whichever way it comes out."""
+    """The lecture slides' claim that classes separate better in deeper layers, checked on the
+    trained network's feature spaces, one clause per metric, said plainly whichever way it comes
+    out."""
     chosen = [trends[key] for key in FEATURE_METRICS]
+    claim = "The lecture slides' claim that classes separate better in deeper layers"
     if all(t["grows_at_every_step"] for t in chosen):
-        head = "The claim holds on this run: class separation grows with depth at every step"
+        head = f"{claim} holds on this run: every measure of separation grows at every layer"
     elif all(t["grows_overall"] for t in chosen):
-        head = "The claim holds only overall on this run: separation is higher at the last layer"
-        head += " than at the input, but not every step increases it"
+        head = f"{claim} holds only overall on this run: separation is higher at the last layer"
+        head += " than at the input, but it falls at some layer"
     elif any(t["grows_overall"] for t in chosen):
-        head = "The claim holds only in part on this run: the metrics disagree"
+        head = f"{claim} holds only in part on this run: the measures disagree"
     else:
-        head = "The claim does not hold on this run: separation does not grow with depth"
+        head = f"{claim} does not hold on this run: separation does not grow with depth"
     clauses = [f"{name} {trends[key]['verdict']}" for key, name in FEATURE_METRICS.items()]
     return f"{head}. In the feature space, " + "; ".join(clauses) + "."
 
