@@ -190,13 +190,12 @@ POINT_JS = """(name) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def page(run_path):
-    """The report open in headless Chromium; every request that leaves the file is refused."""
+def open_report(path: Path):
+    """Yield `path` open in headless Chromium, with `.errors` (console) and `.outside` (refused
+    requests that would leave the file); shared with tests/test_report_many.py."""
     missing = [] if Path(CHROMIUM).exists() else [f"{CHROMIUM} (apt-get install chromium)"]
-    missing += (
-        [] if importlib.util.find_spec("playwright") else ["playwright (pip install '.[test]')"]
-    )
+    if not importlib.util.find_spec("playwright"):
+        missing.append("playwright (pip install '.[test]')")
     if missing:  # .ci/run installs both and sets CNNLAB_REQUIRE_BROWSER: no silent skip in CI
         (pytest.fail if os.environ.get("CNNLAB_REQUIRE_BROWSER") else pytest.skip)(
             f"browser tests need {', '.join(missing)}"
@@ -215,11 +214,17 @@ def page(run_path):
             route.abort()
 
         opened.route(re.compile(r"^(?!file:|data:|blob:)"), refuse)
-        opened.goto((run_path / "report.html").as_uri())
+        opened.goto(path.as_uri())
         opened.wait_for_function("window.Bokeh && Bokeh.documents.length > 0")
         opened.wait_for_timeout(500)
         yield opened
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(run_path):
+    """The report open in headless Chromium; every request that leaves the file is refused."""
+    yield from open_report(run_path / "report.html")
 
 
 def test_browser_renders_every_section_offline(page):

@@ -1,9 +1,7 @@
 """`cnnlab report RUN1 RUN2 ...` (runs side by side) and `cnnlab report COMPARE_DIR` (a folder of
 `cnnlab compare`): the pages' contents, the kind of folder, and both in headless Chromium."""
 
-import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 
 import cnnlab
 from cnnlab.cli import main
-from tests.test_report import ARGS, CHROMIUM
+from tests.test_report import open_report
 
 
 @pytest.fixture(scope="module")
@@ -90,41 +88,10 @@ def test_kind_of_folder_is_detected_or_refused(runs, comparison, tmp_path, capsy
     assert "is a comparison: report it alone" in capsys.readouterr().err
 
 
-def _open(path: Path):
-    """Yield a page of `path` in headless Chromium with console errors and outside requests."""
-    missing = [] if Path(CHROMIUM).exists() else [f"{CHROMIUM} (apt-get install chromium)"]
-    missing += (
-        [] if importlib.util.find_spec("playwright") else ["playwright (pip install '.[test]')"]
-    )
-    if missing:  # .ci/run installs both and sets CNNLAB_REQUIRE_BROWSER: no silent skip in CI
-        (pytest.fail if os.environ.get("CNNLAB_REQUIRE_BROWSER") else pytest.skip)(
-            f"browser tests need {', '.join(missing)}"
-        )
-    import playwright.sync_api as playwright_api
-
-    with playwright_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.errors, page.outside = [], []
-        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-
-        def refuse(route):
-            page.outside.append(route.request.url)
-            route.abort()
-
-        page.route(re.compile(r"^(?!file:|data:|blob:)"), refuse)
-        page.goto(path.as_uri())
-        page.wait_for_function("window.Bokeh && Bokeh.documents.length > 0")
-        page.wait_for_timeout(300)
-        yield page
-        browser.close()
-
-
 def test_browser_runs_side_by_side(runs, tmp_path):
     target = tmp_path / "two.html"
     assert main(["report", str(runs[0]), str(runs[1]), "--out", str(target)]) == 0
-    for page in _open(target):
+    for page in open_report(target):
         for anchor in ("runs", "metrics", "curves", "per-class"):
             assert page.locator(f"section#{anchor} h2").is_visible()
         assert page.locator("section#curves canvas").count() >= 4
@@ -139,7 +106,7 @@ def test_browser_runs_side_by_side(runs, tmp_path):
 
 def test_browser_comparison(comparison):
     main(["report", str(comparison)])
-    for page in _open(comparison / "report.html"):
+    for page in open_report(comparison / "report.html"):
         for anchor in ("pipelines", "learning-curves", "splits"):
             assert page.locator(f"section#{anchor} h2").is_visible()
         assert page.locator("section#learning-curves canvas").count() >= 1
