@@ -63,7 +63,8 @@ def train(
 
 def resume(run: str | os.PathLike, *, progress: bool = True, **settings: Any) -> Run:
     """Continue an interrupted run from its newest good checkpoint (`cnnlab train --resume`);
-    only data_dir, device and threads may be given."""
+    only data_dir, device, threads and epochs (a new total, extending a finished run by a new
+    segment) may be given."""
     from cnnlab.training.resolve import resume_config
     from cnnlab.training.run import train as train_run
 

@@ -1,5 +1,6 @@
 """The training core: configuration, schedules, exact resume, interruption, non-finite loss."""
 
+import io
 import json
 import re
 import signal
@@ -457,3 +458,75 @@ def test_a_learning_rate_that_is_not_finite_is_refused_up_front(capsys, value):
     )
     with pytest.raises(ConfigError, match="--momentum inf is invalid"):
         TrainConfig(momentum=float("inf"))
+
+
+# ---------------------------------------------------------------- extending a finished run
+
+
+def extend(run, epochs, **kwargs):
+    from cnnlab.training.resolve import resume_config
+
+    return train(resume_config(run, {"epochs": epochs}), run, resume=True, show_progress=False,
+                 **kwargs)  # fmt: skip
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, tiny_config):
+    run = tmp_path / "run"
+    train(tiny_config(), run, show_progress=False)
+    before = (run / "metrics.jsonl").read_text()
+    stream = io.StringIO()
+    result = train(tiny_config(), run, resume=True, stream=stream)
+    assert result.status == "complete" and result.epochs_done == 2
+    assert "--epochs N (N > 2)" in stream.getvalue() and "new segment" in stream.getvalue()
+    assert (run / "metrics.jsonl").read_text() == before  # no `resumed` or `end` rows added
+    with pytest.raises(CnnlabError, match="would not add any"):
+        extend(run, 1)
+
+
+def test_extending_adds_a_segment_with_a_fresh_schedule(tmp_path, tiny_config):
+    config = tiny_config(epochs=2, schedule="cosine")
+    run = tmp_path / "run"
+    train(config, run, show_progress=False)
+    weights = final_weights(run)
+    result = extend(run, 4)
+    assert result.status == "complete" and result.epochs_done == 4
+    rows = epoch_rows(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    # A warm restart over a segment as long as the first: each epoch ends at the same rate.
+    assert rows[2]["lr"] == pytest.approx(rows[0]["lr"]) and rows[3]["lr"] < 1e-6
+    assert rows[2]["lr"] > 1e3 * rows[1]["lr"]
+    events = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("event") == "extended"]
+    assert [(e["segment"], e["from_epochs"], e["to_epochs"]) for e in events] == [(2, 2, 4)]
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["train"]["epochs"] == 4
+    assert [(s["first_epoch"], s["epochs"]) for s in stored["resolved"]["segments"]] == [
+        (1, 2), (3, 2)
+    ]  # fmt: skip
+    assert any(not torch.equal(weights[k], final_weights(run)[k]) for k in weights)
+
+
+def test_an_interrupted_extension_resumes_exactly(tmp_path, tiny_config):
+    config = tiny_config(epochs=2, schedule="onecycle", dropout=0.3)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for run in (straight, stopped):
+        train(config, run, show_progress=False)
+    extend(straight, 3)
+    assert extend(stopped, 3, stop=StopAfter(9)).status == "interrupted"  # mid-epoch 3
+    with pytest.raises(CnnlabError, match="resume it without --epochs"):
+        extend(stopped, 5)
+    from cnnlab.training.resolve import resume_config
+
+    resumed = train(resume_config(stopped, {}), stopped, resume=True, show_progress=False)
+    assert resumed.status == "complete" and resumed.epochs_done == 3
+    a, b = final_weights(straight), final_weights(stopped)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert epoch_rows(straight) == epoch_rows(stopped)
+
+
+def test_an_early_stopped_run_can_be_extended(tmp_path, tiny_config):
+    run = tmp_path / "run"
+    config = tiny_config(epochs=6, learning_rate=1e-9, schedule="constant", early_stopping=1)
+    assert train(config, run, show_progress=False).status == "early-stopped"
+    done = len(epoch_rows(run))
+    result = extend(run, done + 1)
+    assert result.epochs_done == done + 1 and len(epoch_rows(run)) == done + 1

@@ -22,11 +22,14 @@ EPILOG = """examples:
       --epochs 15 --out runs/fmnist-lenet
   cnnlab train --config recipe.toml --learning-rate 0.1 --out runs/try2
   cnnlab train --resume runs/fmnist-lenet      # continue after Ctrl-C or a crash
+  cnnlab train --resume runs/fmnist-lenet --epochs 25   # a finished run: train on to 25 epochs
 
 A TOML file given with --config sets defaults for any of the long flags (names with - or _,
 optionally inside a [train] table); flags on the command line override it. Ctrl-C (or SIGTERM)
 finishes the current step, saves a checkpoint and exits with status 130 (143); --resume continues
-from it and ends with the same weights as an uninterrupted run on the CPU.
+from it and ends with the same weights as an uninterrupted run on the CPU. A finished run (complete
+or stopped early) is extended with --resume RUN --epochs N: the added epochs are a new segment with
+a fresh schedule of the same kind (config.json "segments", an "extended" event in metrics.jsonl).
 """
 
 
@@ -51,8 +54,8 @@ def register(subparsers: Any) -> None:
     run_group.add_argument(
         "--resume",
         metavar="RUN",
-        help="continue the run in RUN from its newest good checkpoint (only --data-dir, --device "
-        "and --threads may be given with it)",
+        help="continue the run in RUN from its newest good checkpoint (only --data-dir, --device, "
+        "--threads, and --epochs to extend a finished run, may be given with it)",
     )
     run_group.add_argument(
         "--test",

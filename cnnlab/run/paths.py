@@ -73,6 +73,14 @@ class RunDir:
         atomic_write_json(self.dataset, dataset.to_dict())
         atomic_write_json(self.model, model.to_dict())
 
+    def update_config(self, **sections: dict[str, Any]) -> None:
+        """Merge keys into config.json's sections (`train`, `resolved`), written atomically: how
+        an extended run records its new total and segments."""
+        record = self.config_record()
+        for name, values in sections.items():
+            getattr(record, name).update(values)
+        atomic_write_json(self.config, record.to_dict())
+
     def has_training_state(self) -> bool:
         return self.checkpoints.is_dir() and any(self.checkpoints.glob("step-*.json"))
 

@@ -57,9 +57,13 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 
 
 def build_scheduler(
-    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    epochs: int | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    total_steps = max(1, config.epochs * steps_per_epoch)
+    """The schedule over `epochs` (default config.epochs; a run's later segment spans fewer)."""
+    total_steps = max(1, (epochs or config.epochs) * steps_per_epoch)
     schedulers = torch.optim.lr_scheduler
     if config.schedule == "onecycle":
         return schedulers.OneCycleLR(

@@ -89,9 +89,12 @@ def save_position(session: Session, state: RunState, status: str) -> None:
     )
 
 
-def restore(session: Session) -> RunState:
-    """Weights, optimiser, scheduler, scaler, RNG and position from the newest good checkpoint."""
-    checkpoint = ckpt.latest_checkpoint(session.run.checkpoints)
+def restore(
+    session: Session, checkpoint: ckpt.Checkpoint | None = None, announce: bool = True
+) -> RunState:
+    """Weights, optimiser, scheduler, scaler, RNG and position from the newest good checkpoint
+    (or `checkpoint`); `announce` logs a `resumed` event."""
+    checkpoint = checkpoint or ckpt.latest_checkpoint(session.run.checkpoints)
     ckpt.apply_weights(session.model, checkpoint)
     saved = checkpoint.state or {}
     try:
@@ -112,7 +115,8 @@ def restore(session: Session) -> RunState:
     for row in state.history:
         if row["epoch"] not in logged:
             log(session, row)
-    log(session, event("resumed", state, None))
+    if announce:
+        log(session, event("resumed", state, None))
     return state
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.training.config import TrainConfig, load_toml, parse_model_option
 
-RESUMABLE = ("data_dir", "device", "threads")  # the settings a resumed run may change
+# The settings a resumed run may change; `epochs` extends a finished run (training/segments.py).
+RESUMABLE = ("data_dir", "device", "threads", "epochs")
 
 
 def resolve_config(

@@ -24,6 +24,7 @@ from cnnlab.training.interrupt import StopFlag, stop_on_signals
 from cnnlab.training.loop import EpochTotals, epoch_summary, evaluate, train_one_epoch
 from cnnlab.training.policy import RunState
 from cnnlab.training.process import epoch_indices, writes_files
+from cnnlab.training.segments import finished_message, plan_resume, start_segment
 from cnnlab.training.session import Session, describe, open_session
 
 
@@ -51,14 +52,9 @@ def train(
     session = open_session(
         config, out, resume, stream or sys.stderr, show_progress and writes_files()
     )
-    state = policy.restore(session) if resume else RunState()
-    for line in describe(session):
-        session.progress.message(line)
-    if resume:
-        session.progress.message(
-            f"resuming at epoch {state.epoch + 1}, batch {state.next_batch}, "
-            f"step {state.global_step}"
-        )
+    state, finished = _start(session, resume)
+    if finished:  # resuming a finished run without --epochs: said so, nothing to do
+        return _result(session, state, finished, stop)
     status = "running"
     with stop_on_signals(stop, session.progress):
         while status == "running" and state.epoch < config.epochs:
@@ -70,6 +66,35 @@ def train(
         policy.log(
             session, {"kind": "end", "status": status, **policy.best_summary(session, state)}
         )
+    return _result(session, state, status, stop)
+
+
+def _start(session: Session, resume: bool) -> tuple[RunState, str | None]:
+    """The state to train from: new, restored from the newest good checkpoint, or restored and
+    extended by a new segment (training/segments.py); and the status of a finished run that has
+    nothing to do (None otherwise)."""
+    plan, checkpoint = plan_resume(session) if resume else ("new", None)
+    if plan == "new":
+        state = RunState()
+    else:
+        state = policy.restore(session, checkpoint, announce=plan != "finished")
+    if plan == "finished":
+        session.progress.message(finished_message(session, state.epoch))
+        session.progress.close()
+        return state, str(checkpoint.meta["status"])
+    for line in describe(session):
+        session.progress.message(line)
+    if plan in ("extend", "begin"):
+        start_segment(session, state, plan)
+    if resume:
+        session.progress.message(
+            f"resuming at epoch {state.epoch + 1}, batch {state.next_batch}, "
+            f"step {state.global_step}"
+        )
+    return state, None
+
+
+def _result(session: Session, state: RunState, status: str, stop: StopFlag) -> TrainResult:
     return TrainResult(
         run=session.run.path,
         status=status,

@@ -98,10 +98,12 @@ def open_session(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = num_batches(len(train.labels), config.batch_size)
+    schedule_epochs = _segment_epochs(run, config, resume)
     session = Session(
         config, run, fast, record, model_record, augmentation,
         train=_to(train, fast.device), val=_to(val, fast.device), model=model,
-        optimizer=optimizer, scheduler=build_scheduler(config, optimizer, steps_per_epoch),
+        optimizer=optimizer,
+        scheduler=build_scheduler(config, optimizer, steps_per_epoch, schedule_epochs),
         scaler=torch.amp.GradScaler(fast.device.type) if fast.needs_grad_scaler else None,
         loss_fn=loss_function(config, record, fast.device),
         settings=StepSettings(normalizer(record), fast.precision, fast.channels_last),
@@ -112,6 +114,15 @@ def open_session(
             config_record(config, fast, augmentation, pretrained), record, model_record
         )
     return session
+
+
+def _segment_epochs(run: RunDir, config: TrainConfig, resume: bool) -> int:
+    """The epochs the current segment's schedule spans (training/segments.py)."""
+    if not resume:
+        return config.epochs
+    record = run.config_record()
+    segments = record.resolved.get("segments")
+    return int(segments[-1]["epochs"] if segments else record.train.get("epochs", config.epochs))
 
 
 def _check_run_dir(run: RunDir, resume: bool) -> RunDir:
