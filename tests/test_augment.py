@@ -51,7 +51,7 @@ def test_flips_are_exact_and_per_image():
 
 def test_crop_padding_shifts_whole_pixels_and_shows_the_fill():
     x = images(batch=16)
-    out = run(x, crop_padding=2, fill=(0.5, 0.5, 0.5))
+    out = run(x, crop_padding=2, pad_fill="mean", fill=(0.5, 0.5, 0.5))
     padded = torch.nn.functional.pad(x.float(), (2, 2, 2, 2), value=127.5)
     for i in range(16):
         matches = [

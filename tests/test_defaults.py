@@ -25,7 +25,7 @@ CONFIG_KEYS = (
     "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing "
     "class_weighted_loss sampler val_fraction monitor early_stopping max_nonfinite_steps "
     "checkpoint_every_steps seed device precision channels_last threads eval_batch_size augment "
-    "hflip vflip crop_padding rotate scale brightness contrast noise erase"
+    "hflip vflip crop_padding rotate scale pad_fill brightness contrast noise erase"
 ).split()
 
 
@@ -38,7 +38,10 @@ def test_config_fields_and_keys_are_unchanged_with_the_overrides_last():
         TrainConfig().hflip = 0.5
 
 
-@pytest.mark.parametrize("setting", dataclasses.fields(Augmentation), ids=lambda f: f.name)
+RANGED = [f for f in dataclasses.fields(Augmentation) if "range" in f.metadata]  # pad_fill: choices
+
+
+@pytest.mark.parametrize("setting", RANGED, ids=lambda f: f.name)
 def test_each_augmentation_flag_is_generated_from_its_setting(setting):
     override = {f.name: f for f in dataclasses.fields(TrainConfig)}[setting.name]
     assert override.type == f"{setting.type} | None" and override.default is None
@@ -59,7 +62,7 @@ def test_the_flags_help_shows_each_setting_and_its_range(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for setting in dataclasses.fields(Augmentation):
+    for setting in RANGED:
         flag = "--" + setting.name.replace("_", "-")
         low, high = setting.metadata["range"]
         described = f"augment: {setting.metadata['help']}; {setting.name.upper()} from {low} to"

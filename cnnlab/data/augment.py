@@ -69,14 +69,18 @@ def augment_batch(
 ) -> torch.Tensor:
     """uint8 or float [B, C, H, W] on 0..255 -> float32 [B, C, H, W] on 0..255.
 
-    `fill` (per band, on 0..1) is shown where the image was shifted, rotated or erased away;
-    the data set's mean makes those pixels zero after normalisation.
+    `fill` is the data set's mean (per band, on 0..1, as normalisation uses it): erased rectangles
+    show it, which makes them zero after normalisation. Pixels a shift, rotation or zoom uncovers
+    show what `augmentation.pad_fill` says: black (zero), `fill` (mean) or the nearest edge pixel.
     """
     x = images.float()  # [B, C, H, W]
     batch, bands, height, width = x.shape
     fill_value = (
         torch.tensor(fill, device=x.device).mul(255).view(1, -1, 1, 1).expand(1, bands, 1, 1)
     )
+    pad_value = {"zero": torch.zeros_like(fill_value), "mean": fill_value, "edge": None}[
+        augmentation.pad_fill
+    ]
 
     def uniform(low: float, high: float) -> torch.Tensor:  # [B]
         return low + (high - low) * torch.rand(batch, generator=generator, device=x.device)
@@ -90,11 +94,11 @@ def augment_batch(
     if a.vflip:
         x = torch.where(chosen(a.vflip), x.flip(2), x)
     if a.crop_padding:
-        x = _translate(x, a.crop_padding, generator, fill_value)
+        x = _translate(x, a.crop_padding, generator, pad_value)
     if a.rotate or a.scale:
         angle = uniform(-a.rotate, a.rotate) * (math.pi / 180)
         zoom = uniform(1 - a.scale, 1 + a.scale)
-        x = _rotate_and_zoom(x, angle, zoom, fill_value)
+        x = _rotate_and_zoom(x, angle, zoom, pad_value)
     if a.brightness:
         x = x * uniform(1 - a.brightness, 1 + a.brightness).view(-1, 1, 1, 1)
     if a.contrast:
@@ -108,12 +112,16 @@ def augment_batch(
 
 
 def _translate(
-    x: torch.Tensor, padding: int, generator: torch.Generator, fill_value: torch.Tensor
+    x: torch.Tensor, padding: int, generator: torch.Generator, fill_value: torch.Tensor | None
 ) -> torch.Tensor:
-    """Shift each image by whole pixels in [-padding, padding], exposing fill_value."""
+    """Shift each image by whole pixels in [-padding, padding], exposing fill_value (None: the
+    edge pixels repeated)."""
     batch, bands, height, width = x.shape
     shifts = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator, device=x.device)
-    padded = F.pad(x - fill_value, (padding,) * 4) + fill_value  # [B, C, H + 2p, W + 2p]
+    if fill_value is None:
+        padded = F.pad(x, (padding,) * 4, mode="replicate")  # [B, C, H + 2p, W + 2p]
+    else:
+        padded = F.pad(x - fill_value, (padding,) * 4) + fill_value
     rows = shifts[0].view(-1, 1) + torch.arange(height, device=x.device)  # [B, H]
     cols = shifts[1].view(-1, 1) + torch.arange(width, device=x.device)  # [B, W]
     rows = rows.view(batch, 1, height, 1).expand(batch, bands, height, width + 2 * padding)
@@ -122,9 +130,10 @@ def _translate(
 
 
 def _rotate_and_zoom(
-    x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, fill_value: torch.Tensor
+    x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, fill_value: torch.Tensor | None
 ) -> torch.Tensor:
-    """Rotate by angle (radians) and zoom about the centre, bilinear; outside shows fill_value."""
+    """Rotate by angle (radians) and zoom about the centre, bilinear; outside shows fill_value
+    (None: the nearest edge pixel)."""
     batch, _, height, width = x.shape
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     # affine_grid works in coordinates normalised to [-1, 1] on each axis, so a rotation of
@@ -137,6 +146,8 @@ def _rotate_and_zoom(
         dim=1,
     )  # [B, 2, 3], output -> input coordinates
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if fill_value is None:
+        return F.grid_sample(x, grid, "bilinear", padding_mode="border", align_corners=False)
     moved = F.grid_sample(x - fill_value, grid, mode="bilinear", align_corners=False)
     return moved + fill_value
 

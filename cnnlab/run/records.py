@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cnnlab.errors import CnnlabError
+from cnnlab.specs.augmentation import BEFORE_RECORDED
 
 FORMAT = 1  # the layout this cnnlab reads and writes
 SPLITS = ("train", "val", "test")  # the splits dataset.json records
@@ -213,32 +214,48 @@ class ConfigRecord:
     command: tuple[str, ...] = ()
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # keys of later format-1 writers
+    # settings a file from before they existed lacks; read as BEFORE_RECORDED, never written back
+    unrecorded: tuple[str, ...] = field(default=(), compare=False)
     format: int = FORMAT
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = FILE) -> ConfigRecord:
         version = check_format(data, where)
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "unrecorded"}
         train = _take(data, "train", dict, where)
+        unrecorded = tuple(key for key in BEFORE_RECORDED if key not in train)
+        before = {key: BEFORE_RECORDED[key] for key in unrecorded}
+        resolved = dict(data.get("resolved") or {})
+        if before and isinstance(resolved.get("augmentation"), dict):
+            resolved["augmentation"] = {**before, **resolved["augmentation"]}
         try:
             return cls(
-                train=train,
-                resolved=dict(data.get("resolved") or {}),
+                train={**train, **before},
+                resolved=resolved,
                 seed=int(data.get("seed", train.get("seed", 0))),
                 machine=dict(data.get("machine") or {}),
                 command=tuple(str(part) for part in data.get("command") or ()),
                 created=str(data.get("created", "")),
                 extra={k: v for k, v in data.items() if k not in known},
+                unrecorded=unrecorded,
                 format=version,
             )
         except (TypeError, ValueError) as error:
             raise RecordError(f"'{where}' is damaged ({error}).") from None
 
     def to_dict(self) -> dict[str, Any]:
+        def recorded(settings: Any) -> Any:
+            if not isinstance(settings, dict):
+                return settings
+            return {k: v for k, v in settings.items() if k not in self.unrecorded}
+
+        resolved = dict(self.resolved)
+        if "augmentation" in resolved:
+            resolved["augmentation"] = recorded(resolved["augmentation"])
         return {
             "format": self.format,
-            "train": self.train,
-            "resolved": self.resolved,
+            "train": recorded(self.train),
+            "resolved": resolved,
             "seed": self.seed,
             "machine": self.machine,
             "command": list(self.command),

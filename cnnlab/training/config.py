@@ -167,12 +167,12 @@ def _augmentation_overrides() -> list[tuple[str, str, Any]]:
     set's default."""
     overrides = []
     for setting in fields(Augmentation):
-        low, high = setting.metadata["range"]
+        choices = setting.metadata.get("choices")
         help = setting.metadata["help"].replace("%", "%%")  # argparse formats help with %
-        metadata = {
-            "help": f"augment: {help}; {setting.name.upper()} from {low} to {high}",
-            "choices": None,
-        }
+        if not choices:
+            low, high = setting.metadata["range"]
+            help = f"{help}; {setting.name.upper()} from {low} to {high}"
+        metadata = {"help": f"augment: {help}", "choices": choices}
         optional = f"{setting.type} | None"  # a string, as the annotations above are
         overrides.append((setting.name, optional, field(default=None, metadata=metadata)))
     return overrides
@@ -229,9 +229,11 @@ class TrainConfig(_SettingsAndAugmentation):
                 raise ConfigError(
                     f"--{name.replace('_', '-')} {value} is invalid: it must be {expected}."
                 )
+        checked = set(AUGMENTATION_FIELDS)
         for f in fields(self):
             choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
+            # an augmentation override may be None; out_of_range has checked it
+            if choices and getattr(self, f.name) not in choices and f.name not in checked:
                 raise ConfigError(
                     f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is invalid: "
                     f"choose one of {', '.join(choices)}."

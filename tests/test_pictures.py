@@ -1,0 +1,132 @@
+"""Pictures a person can read: what augmentation pads with, the labelled `cnnlab augment` grid,
+colour scales on CAM figures, and file names shortened to fit gallery tiles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from cnnlab.cli import main
+from cnnlab.data.augment import augment_batch, resolve_augmentation
+from cnnlab.data.loader import Normalizer
+from cnnlab.errors import ConfigError
+from cnnlab.specs.augmentation import Augmentation
+from cnnlab.training.config import TrainConfig
+
+MEAN, STD = (0.2, 0.5, 0.7), (0.25, 0.3, 0.2)  # per band, on 0..1
+FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"  # `cnnlab train` of commit 96cabc2
+
+
+def _images(batch=24, height=7, width=9, seed=0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(30, 226, (batch, 3, height, width), generator=generator).to(torch.uint8)
+
+
+def _shift(out: torch.Tensor, image: torch.Tensor, padded: torch.Tensor, p: int) -> tuple:
+    """The (dy, dx) whose crop of `padded` is `out`, found by trying all of them."""
+    height, width = image.shape[1:]
+    found = [
+        (dy - p, dx - p)
+        for dy in range(2 * p + 1)
+        for dx in range(2 * p + 1)
+        if torch.equal(out, padded[:, dy : dy + height, dx : dx + width])
+    ]
+    assert len(found) >= 1, "the output is no crop of the padded image"
+    return found[0]
+
+
+@pytest.mark.parametrize("pad_fill", ["zero", "mean", "edge"])
+def test_a_shift_uncovers_black_the_mean_or_the_edge(pad_fill):
+    x, p = _images(), 2
+    augmentation = Augmentation(crop_padding=p, pad_fill=pad_fill)
+    out = augment_batch(x, augmentation, torch.Generator().manual_seed(0), MEAN)
+    mode = "edge" if pad_fill == "edge" else "constant"
+    values = {"zero": 0.0, "mean": [m * 255 for m in MEAN]}.get(pad_fill, 0.0)
+    normalise = Normalizer(MEAN, STD)
+    shifts = set()
+    for i in range(len(x)):
+        # oracle: numpy's pad (constant value per band, or edge) of the unnormalised image
+        bands = [
+            np.pad(x[i, b].numpy().astype(np.float64), p, mode=mode)
+            if mode == "edge"
+            else np.pad(x[i, b].numpy().astype(np.float64), p, constant_values=values[b])
+            if isinstance(values, list)
+            else np.pad(x[i, b].numpy().astype(np.float64), p, constant_values=values)
+            for b in range(3)
+        ]
+        padded = torch.from_numpy(np.stack(bands)).float()
+        dy, dx = _shift(out[i], x[i], padded, p)
+        shifts.add((dy, dx))
+        if pad_fill == "zero" and (dy, dx) != (0, 0):
+            # torchvision's own translation with its default fill=0 agrees
+            moved = TF.affine(x[i], angle=0.0, translate=[-dx, -dy], scale=1.0, shear=[0.0, 0.0])
+            assert torch.equal(out[i], moved.float())
+        uncovered = torch.ones(7, 9, dtype=torch.bool)
+        uncovered[max(0, -dy) : 7 - max(0, dy), max(0, -dx) : 9 - max(0, dx)] = False
+        if uncovered.any():
+            seen = normalise(out[i : i + 1])[0][:, uncovered]  # [3, uncovered pixels]
+            if pad_fill == "zero":  # black in pixel space: (0 - mean) / std after normalising
+                expected = torch.tensor([(0 - m) / s for m, s in zip(MEAN, STD, strict=True)])
+                assert torch.allclose(seen, expected[:, None].expand_as(seen), atol=1e-6)
+            elif pad_fill == "mean":  # the mean: 0 after normalising
+                assert seen.abs().max() < 1e-5
+    assert len(shifts) > 5  # the draws did shift the images
+
+
+def test_rotation_and_zoom_uncover_the_chosen_fill():
+    x = torch.full((64, 3, 8, 8), 200, dtype=torch.uint8)
+    corners = {}
+    for pad_fill in ("zero", "mean", "edge"):  # the same draws (seed 1) for each
+        augmentation = Augmentation(rotate=30, scale=0.9, pad_fill=pad_fill)
+        out = augment_batch(x, augmentation, torch.Generator().manual_seed(1), MEAN)
+        corners[pad_fill] = out[:, :, 0, 0]  # [64, 3]: a corner that zooming out uncovers
+    outside = (corners["zero"] < 1e-4).all(dim=1)  # images whose corner left the image entirely
+    assert 10 < int(outside.sum()) < 64
+    mean = torch.tensor(MEAN) * 255
+    assert torch.allclose(corners["mean"][outside], mean.expand(int(outside.sum()), 3), atol=1e-3)
+    assert torch.allclose(corners["edge"], torch.full((64, 3), 200.0), atol=1e-3)
+
+
+def test_pad_fill_is_a_flag_with_its_choices_and_zero_by_default(capsys):
+    assert Augmentation().pad_fill == "zero" and not Augmentation(pad_fill="edge").enabled
+    assert resolve_augmentation({}, "cifar10", (32, 32), True).pad_fill == "zero"
+    chosen = resolve_augmentation({"pad_fill": "mean"}, "cifar10", (32, 32), True)
+    assert chosen.pad_fill == "mean" and chosen.crop_padding == 4
+    assert TrainConfig.from_dict({"pad_fill": "edge"}).to_dict()["pad_fill"] == "edge"
+    with pytest.raises(ConfigError, match=r"--pad-fill grey is invalid: .*zero, mean, edge"):
+        TrainConfig(pad_fill="grey")
+    with pytest.raises(ConfigError, match="pad_fill=grey is invalid"):
+        Augmentation(pad_fill="grey")
+    with pytest.raises(SystemExit):
+        main(["augment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--pad-fill {zero,mean,edge} augment: what the pixels uncovered" in text
+
+
+def test_an_old_run_without_the_setting_keeps_the_mean_fill(tmp_path):
+    from cnnlab.run.paths import RunDir
+    from cnnlab.training.resolve import resume_config
+
+    run = tmp_path / "old"
+    shutil.copytree(FIXTURE, run)
+    written = json.loads((run / "config.json").read_text())
+    assert "pad_fill" not in written["train"]  # written before the setting existed
+    record = RunDir(run).config_record()
+    assert record.train["pad_fill"] == "mean"
+    assert Augmentation(**record.resolved["augmentation"]).pad_fill == "mean"
+    assert record.to_dict() == {**written, "format": 1}  # the file is not rewritten with it
+    config = resume_config(run, {})
+    assert config.pad_fill == "mean"
+    assert resolve_augmentation(config.to_dict(), "digits", (8, 8), config.augment).pad_fill == (
+        "mean"
+    )
+    # a new run's record always holds the key (None: the data set's default, zero)
+    new = {**written, "train": {**written["train"], "pad_fill": None}}
+    (run / "config.json").write_text(json.dumps(new))
+    assert resume_config(run, {}).pad_fill is None
