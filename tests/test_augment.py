@@ -149,13 +149,12 @@ def test_evaluate_reports_balanced_accuracy_and_kappa_like_the_evaluation_module
     assert 0.3 < metrics["cohen_kappa"] < metrics["accuracy"] < 1
 
 
-def test_augment_command_writes_a_grid(tmp_path, capsys):
+def test_augment_command_writes_a_labelled_figure(tmp_path, capsys):
     out = tmp_path / "grid.png"
     code = main(["augment", "--data", "digits", "--rows", "3", "--variants", "2",
                  "--rotate", "20", "--out", str(out)])  # fmt: skip
-    assert code == 0 and "rotate=20.0" in capsys.readouterr().out
+    assert code == 0 and "rotate=20.0, pad_fill=zero" in capsys.readouterr().out
     from PIL import Image
 
-    with Image.open(out) as grid:
-        # 8x8 digits enlarged 8 times: 3 rows and 3 columns of 64-pixel tiles with 2-pixel gaps.
-        assert grid.size == (3 * 66 + 2, 3 * 66 + 2) and grid.mode == "L"
+    with Image.open(out) as grid:  # a figure: 1.5 in of row labels and 1.1 in per tile at 100 dpi
+        assert grid.size == (150 + 3 * 110, 70 + 3 * 110) and grid.format == "PNG"

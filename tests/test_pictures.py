@@ -130,3 +130,29 @@ def test_an_old_run_without_the_setting_keeps_the_mean_fill(tmp_path):
     new = {**written, "train": {**written["train"], "pad_fill": None}}
     (run / "config.json").write_text(json.dumps(new))
     assert resume_config(run, {}).pad_fill is None
+
+
+def test_the_augment_grid_shows_the_originals_and_names_rows_and_columns():
+    from cnnlab.data.augment_grid import augmentation_figure, augmentation_tiles, grid_labels
+
+    x = _images(batch=3, height=6, width=6)
+    augmentation = Augmentation(hflip=1.0, crop_padding=1)
+    tiles = augmentation_tiles(x, augmentation, MEAN, STD, seed=0, variants=2)
+    assert tiles.shape == (3, 3, 3, 6, 6) and tiles.dtype == torch.uint8
+    assert torch.equal(tiles[:, 0], x)  # through the training normalisation and back: the image
+    # the augmented columns are training's draws of batches 0 and 1, shown in pixels
+    from cnnlab.data.augment import batch_seed
+
+    drawn = augment_batch(x, augmentation, torch.Generator().manual_seed(batch_seed(0, 0, 1)), MEAN)
+    assert torch.equal(tiles[:, 2], drawn.round().to(torch.uint8))
+    class_names = ["cat", "a class name far longer than a row label has room for"]
+    rows, columns = grid_labels(class_names, [0, 1, 0], ["train:4", "dir/sub/p_07.png", "val:2"], 2)
+    assert rows == ["cat\ntrain:4", "a class name far long…\np_07.png", "cat\nval:2"]
+    assert columns == ["original", "augmented 1", "augmented 2"]
+    figure = augmentation_figure(tiles, rows, columns, "title")
+    panels = figure.axes
+    assert len(panels) == 9
+    assert [panels[k].get_title() for k in range(3)] == columns
+    assert [panels[3 * r].get_ylabel() for r in range(3)] == rows
+    assert (panels[0].images[0].get_array() == x[0].permute(1, 2, 0).numpy()).all()
+    assert figure._suptitle.get_text() == "title"

@@ -1,7 +1,8 @@
-"""`cnnlab augment`: a PNG grid of augmented training images, to see what the network will see.
+"""`cnnlab augment`: a PNG figure of augmented training images, to see what the network will see.
 
-Each row is one image (one per class first); the first column is the image as decoded, the others
-are what the training augmentation (augment.py, the same flags as `cnnlab train`) makes of it.
+Each row is one image of the training split (one per class first), labelled with its class and
+sample; the first column is the image, the others what the training augmentation (augment.py, the
+same flags as `cnnlab train`) makes of it, shown through the training split's normalisation.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 from cnnlab.commands import COMMANDS
 from cnnlab.commands.common import add_config_flag
 from cnnlab.errors import CnnlabError
-from cnnlab.specs.augmentation import AUGMENTATION_FIELDS
+from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, strengths
 from cnnlab.training.config import TrainConfig
 
 DATA_FIELDS = ("data", "data_dir", "download", "image_size", "aspect", "channels", "cache", "seed")
+SPLIT_FIELDS = ("val_fraction", "test_fraction", "split_seed")  # the training split's images
 EPILOG = """examples:
   cnnlab augment --data cifar10 --out cifar-augment.png
   cnnlab augment --data folder:~/parasites --vflip 0.5 --rotate 180 --out parasites.png
@@ -28,8 +30,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "augment",
         help=COMMANDS["augment"],
-        description="Write a grid of training images and augmented versions of them as a PNG, "
-        "using the same augmentation flags and per-data-set defaults as `cnnlab train`.",
+        description="Write a figure of training images (rows, labelled with class and sample) and "
+        "augmented versions of them (columns) as a PNG, using the same training split, "
+        "normalisation, augmentation flags and per-data-set defaults as `cnnlab train`.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -39,7 +42,7 @@ def register(subparsers: Any) -> None:
         "--variants", type=int, default=7, help="augmented versions per image (default: 7)"
     )
     defaults = TrainConfig()
-    wanted = DATA_FIELDS + ("augment",) + AUGMENTATION_FIELDS
+    wanted = DATA_FIELDS + SPLIT_FIELDS + ("augment",) + AUGMENTATION_FIELDS
     for field in dataclasses.fields(TrainConfig):
         if field.name in wanted:
             add_config_flag(parser, field, getattr(defaults, field.name))
@@ -48,10 +51,15 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.data.augment import resolve_augmentation
-    from cnnlab.data.augment_grid import augmentation_grid, pick_rows
-    from cnnlab.data.images import save_image_file
+    from cnnlab.data.augment_grid import (
+        augmentation_figure,
+        augmentation_tiles,
+        grid_labels,
+        pick_rows,
+        save_png,
+    )
     from cnnlab.data.sources import load_dataset
-    from cnnlab.data.splits import channel_mean_std
+    from cnnlab.run.splits import make_record, select_split
 
     if args.rows < 1 or args.variants < 1:
         raise CnnlabError("--rows and --variants must be at least 1.")
@@ -61,11 +69,24 @@ def run(args: argparse.Namespace) -> int:
     augmentation = resolve_augmentation(
         config.to_dict(), dataset.name, dataset.image_size, config.augment
     )
-    images = dataset.train_images.index_select(0, pick_rows(dataset.train_labels, args.rows))
-    mean, _ = channel_mean_std(images)
-    grid = augmentation_grid(images, augmentation, tuple(mean), config.seed, args.variants)
-    save_image_file(grid, args.out)
-    shown = ", ".join(f"{k}={v}" for k, v in augmentation.to_dict().items() if v) or "none"
+    # the training split and its normalisation, chosen as `cnnlab train` chooses them
+    record = make_record(
+        dataset, config.val_fraction, config.seed, config.test_fraction, config.split_seed
+    )
+    train = select_split(dataset, record, "train")
+    rows = pick_rows(train.labels, args.rows)
+    images = train.images.index_select(0, rows)
+    normalization = record.normalization
+    tiles = augmentation_tiles(
+        images, augmentation, normalization.mean, normalization.std, config.seed, args.variants
+    )
+    row_labels, column_labels = grid_labels(
+        list(record.class_names), train.labels[rows].tolist(),
+        [train.sample_ids[i] for i in rows.tolist()], args.variants,
+    )  # fmt: skip
+    shown = strengths(augmentation)
+    title = f"{dataset.name}: training images, then augmented versions ({shown})"
+    save_png(augmentation_figure(tiles, row_labels, column_labels, title), args.out)
     print(f"augmentation: {shown}")
     print(f"written: {args.out} ({len(images)} images x {args.variants} variants)")
     return 0
