@@ -19,5 +19,6 @@ COMMANDS: dict[str, str] = {
     "report": "write one self-contained, interactive HTML report of a run",
     "export": "write a trained run's model as ONNX for ONNX Runtime",
     "compare": "compare classifier pipelines on identical splits",
+    "duplicates": "find images copied or nearly copied across train, val and test",
     "cache": "list or clear the decoded-image cache",
 }

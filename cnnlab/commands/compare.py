@@ -15,6 +15,14 @@ PIPELINE_HELP = (
 )
 
 
+GROUP_BY_HELP = (
+    "folder: no group (patient, slide, culture) in two parts of a fold (StratifiedGroupKFold; "
+    "grouped hold-outs with --repeats): a regular expression matched against each file's name "
+    "(its path if it holds a '/'), the first capture group or else the whole match naming the "
+    "group, e.g. '^[^_]+'; or csv:PATH with columns file and group (as `cnnlab train --group-by`)"
+)
+
+
 def _shares(text: str) -> tuple[float, ...]:
     try:
         shares = tuple(float(t) for t in text.split(","))
@@ -55,6 +63,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-images", type=int,
                         help="use a stratified seeded subset of this many images")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of splits and banks (0)")
+    parser.add_argument("--group-by", help=GROUP_BY_HELP)
     parser.add_argument("--classifier", default="linear-svm",
                         choices=("linear-svm", "logistic", "rbf-svm"),
                         help="classifier of the *-svm pipelines (default: linear-svm)")  # fmt: skip
@@ -108,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         lr_decay_per_stage=args.lr_decay_per_stage,
         freeze_bn=args.freeze_bn,
         data_dir=args.data_dir,
+        group_by=args.group_by,
     )
     out = args.out or f"compare/{settings.default_name()}"
     summary = run_comparison(settings, out)

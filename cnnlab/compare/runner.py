@@ -1,5 +1,6 @@
 """`cnnlab compare`: every pipeline on exactly the same seeded stratified splits (K-fold or
-repeated hold-out), each (pipeline, fold, curve point) saved atomically as it finishes, so an
+repeated hold-out; with --group-by, whole groups per part: StratifiedGroupKFold), each
+(pipeline, fold, curve point) saved atomically as it finishes, so an
 interrupted comparison continues where it stopped. Statistics and plots: outputs.py."""
 
 from __future__ import annotations
@@ -59,13 +60,17 @@ class CompareSettings:
     lr_decay_per_stage: float = 1.0
     freeze_bn: bool = False
     data_dir: str | None = None
+    group_by: str | None = None  # folder: no group (patient, slide) in two parts of a fold
 
     def to_dict(self) -> dict:
         return {**asdict(self), "curve": list(self.curve)}
 
     def splits_fingerprint(self) -> str:
         keys = ("data", "folds", "repeats", "test_fraction", "val_fraction", "curve")
-        text = json.dumps({k: self.to_dict()[k] for k in (*keys, "max_images", "seed")})
+        chosen = {k: self.to_dict()[k] for k in (*keys, "max_images", "seed")}
+        if self.group_by is not None:  # ungrouped comparisons keep their fingerprint
+            chosen["group_by"] = self.group_by
+        text = json.dumps(chosen)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def default_name(self) -> str:
@@ -89,30 +94,36 @@ def share_label(share: float) -> str:
     return f"{round(share * 100):03d}"  # 0.1 -> "010": sorts in order in a listing
 
 
-def make_folds(labels: np.ndarray, settings: CompareSettings) -> list[Fold]:
+def make_folds(
+    labels: np.ndarray, settings: CompareSettings, groups: np.ndarray | None = None
+) -> list[Fold]:
     """Stratified K-fold (settings.folds) or repeated hold-out (settings.repeats), seeded; val
-    carved per class from the rest; each curve point a nested per-class subset of train and val."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from cnnlab.data.splits import stratified_split
+    carved per class from the rest; each curve point a nested per-class subset of train and val.
+    With groups (one name per image), every split keeps each group whole: StratifiedGroupKFold
+    for the folds, cnnlab.data.splits.stratified_group_split for the hold-outs and val."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if settings.repeats > 0:
         tests = [
-            stratified_split(torch.from_numpy(labels), settings.test_fraction, settings.seed + r)[1]
+            _hold_out(labels, groups, np.arange(len(labels)), settings.test_fraction,
+                      settings.seed + r, "test part (--test-fraction)")[1]
             for r in range(settings.repeats)
-        ]
-        tests = [t.numpy() for t in tests]
+        ]  # fmt: skip
     else:
-        _check_folds(labels, settings.folds)
-        kfold = StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed)
-        tests = [np.sort(test) for _, test in kfold.split(np.zeros(len(labels)), labels)]
+        _check_folds(labels, settings.folds, groups)
+        if groups is None:
+            kfold = StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed)
+        else:
+            kfold = StratifiedGroupKFold(settings.folds, shuffle=True, random_state=settings.seed)
+        split = kfold.split(np.zeros(len(labels)), labels, groups)
+        tests = [np.sort(test) for _, test in split]
     folds = []
     for index, test in enumerate(tests):
         rest = np.setdiff1d(np.arange(len(labels)), test)
-        inner_train, inner_val = stratified_split(
-            torch.from_numpy(labels[rest]), settings.val_fraction, settings.seed + 1000 + index
-        )
-        fold = Fold(index, rest[inner_train.numpy()], rest[inner_val.numpy()], test)
+        seed = settings.seed + 1000 + index
+        what = "validation part (--val-fraction)"
+        train, val = _hold_out(labels, groups, rest, settings.val_fraction, seed, what)
+        fold = Fold(index, train, val, test)
         for share in settings.curve:
             seed = settings.seed + 2000 + index
             fold.curve[share_label(share)] = (
@@ -121,6 +132,25 @@ def make_folds(labels: np.ndarray, settings: CompareSettings) -> list[Fold]:
             )
         folds.append(fold)
     return folds
+
+
+def _hold_out(
+    labels: np.ndarray,
+    groups: np.ndarray | None,
+    pool: np.ndarray,
+    fraction: float,
+    seed: int,
+    what: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) of the indices `pool`, stratified and seeded; with groups, whole groups."""
+    from cnnlab.data.splits import stratified_group_split, stratified_split
+
+    pool_labels = torch.from_numpy(labels[pool])
+    if groups is None:
+        kept, held = stratified_split(pool_labels, fraction, seed)
+    else:
+        kept, held = stratified_group_split(pool_labels, list(groups[pool]), fraction, seed, what)
+    return pool[kept.numpy()], pool[held.numpy()]
 
 
 def per_class_subset(indices: np.ndarray, labels: np.ndarray, share: float, seed: int):
@@ -134,8 +164,16 @@ def per_class_subset(indices: np.ndarray, labels: np.ndarray, share: float, seed
     return np.sort(np.concatenate(chosen)) if chosen else indices[:0]
 
 
-def _check_folds(labels: np.ndarray, folds: int) -> None:
+def _check_folds(labels: np.ndarray, folds: int, groups: np.ndarray | None = None) -> None:
     smallest = int(np.bincount(labels).min()) if len(labels) else 0
+    if groups is not None:
+        count = len(np.unique(groups))
+        if folds < 2 or count < folds:
+            raise ConfigError(
+                f"--folds {folds} with --group-by needs at least 2 folds and at least {folds} "
+                f"groups; the images form {count}. Use fewer --folds, or --repeats R."
+            )
+        return
     if folds < 2 or smallest < folds:
         raise ConfigError(
             f"--folds {folds} needs at least 2 folds and at least {folds} images in every class; "
@@ -155,26 +193,33 @@ class Pool:
     labels: np.ndarray
     class_names: list[str]
     source: str
+    groups: np.ndarray | None = None  # --group-by: each image's group name
 
 
 def load_pool(settings: CompareSettings) -> Pool:
     """All images of the data set (train, val and test parts: the comparison makes its own
     splits), optionally a stratified seeded subset of max_images."""
     from cnnlab.data import load_dataset
+    from cnnlab.data.groups import resolve_groups
 
     dataset = load_dataset(settings.data, settings.data_dir)
-    parts = [(dataset.train_images, dataset.train_labels)]
+    parts = [(dataset.train_images, dataset.train_labels, "train")]
     if dataset.val_images is not None:
-        parts.append((dataset.val_images, dataset.val_labels))
-    parts.append((dataset.test_images, dataset.test_labels))
+        parts.append((dataset.val_images, dataset.val_labels, "val"))
+    parts.append((dataset.test_images, dataset.test_labels, "test"))
     images = torch.cat([p[0] for p in parts])
     labels = torch.cat([p[1] for p in parts]).numpy().astype(np.int64)
+    groups = None
+    if settings.group_by:
+        named = resolve_groups(settings.group_by, dataset)
+        groups = np.array([g for *_, part in parts for g in named.get(part, [])], dtype=object)
     if settings.max_images and settings.max_images < len(labels):
         share = settings.max_images / len(labels)
         keep = per_class_subset(np.arange(len(labels)), labels, share, settings.seed)
         keep = keep[: settings.max_images]
         images, labels = images[torch.from_numpy(keep)], labels[keep]
-    return Pool(images, labels, list(dataset.class_names), dataset.location)
+        groups = None if groups is None else groups[keep]
+    return Pool(images, labels, list(dataset.class_names), dataset.location, groups)
 
 
 def write_splits(out: Path, settings: CompareSettings, pool: Pool, folds: list[Fold]) -> None:
@@ -185,6 +230,7 @@ def write_splits(out: Path, settings: CompareSettings, pool: Pool, folds: list[F
         "fingerprint": settings.splits_fingerprint(),
         "data": settings.data,
         "num_images": len(pool.labels),
+        "group_by": settings.group_by,
         "class_names": pool.class_names,
         "folds": [_fold_record(f) for f in folds],
     }
@@ -286,7 +332,7 @@ def run_comparison(
     stream, out = stream or sys.stderr, Path(out)
     parsed = parse_pipelines(settings.pipelines)
     pool = load_pool(settings)
-    folds = make_folds(pool.labels, settings)
+    folds = make_folds(pool.labels, settings, pool.groups)
     write_splits(out, settings, pool, folds)
     atomic_write_json(out / "settings.json", {"format": FORMAT, **settings.to_dict()})
     options = pipeline_options(settings, len(pool.class_names))

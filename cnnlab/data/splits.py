@@ -1,15 +1,18 @@
 """Seeded stratified splits and per-channel normalisation statistics of uint8 image tensors.
 
 Both are pure functions of their inputs: the same labels and seed give the same split everywhere.
+The grouped split keeps each group (a patient, a slide) whole on one side.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import torch
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataError
 
 CHUNK_ELEMENTS = 1 << 22  # values summed at a time: 32 MB as int64
 
@@ -48,6 +51,47 @@ def stratified_split(
     train_indices = torch.nonzero(~in_val).flatten().to(torch.int64)
     val_indices = torch.nonzero(in_val).flatten().to(torch.int64)
     return train_indices, val_indices
+
+
+def stratified_group_split(
+    labels: torch.Tensor, groups: list[str], fraction: float, seed: int, what: str = "split"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split sample indices into (kept, carved) with whole groups on each side and about
+    `fraction` of every class's images carved.
+
+    The engine is scikit-learn's StratifiedGroupKFold (shuffled, seeded) with K = round(1 / f)
+    folds for f = min(fraction, 1 - fraction), at most one per group; one fold is carved (or,
+    for fraction above 1/2, kept). GroupShuffleSplit would be simpler, but it draws a share of
+    the groups, not of the images, and ignores the classes, so a class could vanish from the
+    carved side; StratifiedGroupKFold assigns groups greedily to balance every class across the
+    folds. The price: the carved share moves in steps of 1/K, and with few groups it is 1/groups.
+    `what` names the split in the error for too few groups. Both index tensors are sorted int64.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    _check_fraction(fraction)
+    if len(groups) != len(labels):
+        raise ValueError(f"{len(groups)} group names for {len(labels)} labels.")
+    everything = torch.arange(len(labels), dtype=torch.int64)
+    if fraction == 0 or len(labels) == 0:
+        return everything, everything[:0]
+    names, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    if len(names) < 2:
+        raise DataError(
+            f"The {what} needs at least 2 groups under --group-by, but its images form "
+            f"{len(names)} ({', '.join(names[:3])}). Check the pattern (it should name the "
+            "patient or slide, not the class), give more groups, or set the fraction to 0."
+        )
+    smaller = min(fraction, 1 - fraction)
+    num_folds = int(min(len(names), max(2, round(1 / smaller))))
+    folds = StratifiedGroupKFold(num_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "the least populated class has only N members"
+        warnings.simplefilter("ignore", UserWarning)
+        rest, fold = next(folds.split(np.zeros(len(labels)), labels.cpu().numpy(), codes))
+    carved = fold if fraction <= 0.5 else rest
+    in_carved = torch.zeros(len(labels), dtype=torch.bool)
+    in_carved[torch.from_numpy(np.asarray(carved, dtype=np.int64))] = True
+    return everything[~in_carved], everything[in_carved]
 
 
 def _check_fraction(val_fraction: float) -> None:

@@ -50,6 +50,11 @@ def _take(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
+def _optional_dict(data: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    """A key later format-1 writers add: absent (older files) reads as None."""
+    return None if data.get(key) is None else dict(_take(data, key, dict, where))
+
+
 def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -81,6 +86,8 @@ class DatasetRecord:
     test_split: dict[str, Any] = field(default_factory=lambda: {"carved_from_train": False})
     source_checksums: dict[str, str] = field(default_factory=dict)
     skipped: tuple[dict[str, Any], ...] | None = None  # folder: sources only
+    # --group-by runs: {"group_by": setting, "counts": {split: groups}, "shared": {pair: groups}}
+    groups: dict[str, Any] | None = None
     format: int = FORMAT
 
     @property
@@ -117,6 +124,7 @@ class DatasetRecord:
                 test_split=dict(data.get("test_split") or {"carved_from_train": False}),
                 source_checksums=dict(data.get("source_checksums") or {}),
                 skipped=None if skipped is None else tuple(skipped),
+                groups=_optional_dict(data, "groups", where),
                 format=version,
             )
         except (TypeError, ValueError, IndexError) as error:
@@ -146,6 +154,8 @@ class DatasetRecord:
         }
         if self.skipped is not None:
             data["skipped"] = list(self.skipped)
+        if self.groups is not None:
+            data["groups"] = dict(self.groups)
         return data
 
 

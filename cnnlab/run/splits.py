@@ -2,7 +2,8 @@
 
 It records the source, class names, image size and bands, preprocessing, normalisation statistics
 and split membership: indices into the source's own parts (train, val, test) plus a checksum of
-each part's labels, and for folder: sources the file paths themselves and the files skipped.
+each part's labels, and for folder: sources the file paths themselves and the files skipped. With
+--group-by, the carved splits keep each group whole and the record counts the groups per split.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from cnnlab.data.duplicates import NEAR_DISTANCE, DuplicateReport, find_duplicates
 from cnnlab.data.folder import LoadOptions
+from cnnlab.data.groups import resolve_groups
 from cnnlab.data.sources import ImageDataset, load_dataset
-from cnnlab.data.splits import channel_mean_std, stratified_split
+from cnnlab.data.splits import channel_mean_std, stratified_group_split, stratified_split
 from cnnlab.errors import DataError
 from cnnlab.run.records import SPLITS, DatasetRecord, Normalization
 
@@ -44,12 +47,22 @@ def _part(dataset: ImageDataset, name: str) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _carve(
-    labels: torch.Tensor, pool: torch.Tensor, fraction: float, seed: int
+    labels: torch.Tensor,
+    pool: torch.Tensor,
+    fraction: float,
+    seed: int,
+    groups: list[str] | None = None,
+    what: str = "split",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split the indices `pool` of labels into (kept, carved), stratified and seeded."""
+    """Split the indices `pool` of labels into (kept, carved), stratified and seeded; with
+    groups (one per label), whole groups on each side."""
     if fraction <= 0 or len(pool) == 0:
         return pool, torch.empty(0, dtype=torch.int64)
-    kept, carved = stratified_split(labels[pool], fraction, seed)
+    if groups is None:
+        kept, carved = stratified_split(labels[pool], fraction, seed)
+    else:
+        pool_groups = [groups[i] for i in pool.tolist()]
+        kept, carved = stratified_group_split(labels[pool], pool_groups, fraction, seed, what)
     return pool[kept], pool[carved]
 
 
@@ -59,26 +72,34 @@ def make_record(
     seed: int,
     test_fraction: float = 0.2,
     split_seed: int = 0,
+    group_by: str | None = None,
 ) -> DatasetRecord:
     """Choose the splits and compute statistics on the train split.
 
     A data set without test images (a folder without test/) gets a test split of test_fraction
     of each class, seeded by split_seed so it does not move with the run's seed; one without its
-    own validation images gets val_fraction of what remains for training, seeded by seed.
+    own validation images gets val_fraction of what remains for training, seeded by seed. With
+    group_by (cnnlab.data.groups), both carved splits take whole groups, so validation (which
+    picks the best epoch and stops early) and test never see a training group.
     """
+    groups = resolve_groups(group_by, dataset) if group_by else None
+    train_groups = groups["train"] if groups else None
     train_pool = torch.arange(len(dataset.train_labels))
     test_from, test_carved = "test", False
     test_indices = torch.arange(len(dataset.test_labels))
     if len(dataset.test_labels) == 0:
+        what = "test split (--test-fraction)"
         train_pool, test_indices = _carve(dataset.train_labels, train_pool, test_fraction,
-                                          split_seed)  # fmt: skip
+                                          split_seed, train_groups, what)  # fmt: skip
         test_from, test_carved = "train", True
     if dataset.val_labels is not None and len(dataset.val_labels):
         val_from, val_indices = "val", torch.arange(len(dataset.val_labels))
         train_indices = train_pool
     else:
         val_from = "train"
-        train_indices, val_indices = _carve(dataset.train_labels, train_pool, val_fraction, seed)
+        what = "validation split (--val-fraction)"
+        train_indices, val_indices = _carve(dataset.train_labels, train_pool, val_fraction, seed,
+                                            train_groups, what)  # fmt: skip
     chosen = {
         "train": ("train", train_indices),
         "val": (val_from, val_indices),
@@ -118,7 +139,46 @@ def make_record(
                     "seed": split_seed} if test_carved else {"carved_from_train": False},
         source_checksums={part: labels_checksum(_part(dataset, part)[1]) for part in parts},
         skipped=tuple(dataset.skipped) if dataset.files is not None else None,
+        groups=None if groups is None else group_summary(dataset, group_by, groups, chosen),
     )  # fmt: skip
+
+
+def group_summary(
+    dataset: ImageDataset,
+    group_by: str,
+    groups: dict[str, list[str]],
+    chosen: dict[str, tuple[str, torch.Tensor]],
+) -> dict:
+    """dataset.json's "groups": the setting, the groups per split and the groups two splits
+    share. Carved splits share none; a folder's own train/, val/, test/ may, and a shared group
+    is warned of, one line per pair of splits."""
+    members = {
+        split: {groups[source][i] for i in indices.tolist()}
+        for split, (source, indices) in chosen.items()
+    }
+    shared = {}
+    for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+        common = members[first] & members[second]
+        if not common:
+            continue
+        shared[f"{first}/{second}"] = len(common)
+        images = {
+            split: sum(groups[chosen[split][0]][i] in common for i in chosen[split][1].tolist())
+            for split in (first, second)
+        }
+        names = ", ".join(sorted(common)[:5]) + (" ..." if len(common) > 5 else "")
+        warnings.warn(
+            f"LEAKAGE: {len(common)} group(s) of --group-by {group_by!r} are in both the {first} "
+            f"and {second} splits of {dataset.name!r} ({names}; {images[first]} {first} and "
+            f"{images[second]} {second} images): {second} scores will be inflated. Move each "
+            "group's images into one split folder.",
+            stacklevel=3,
+        )
+    return {
+        "group_by": group_by,
+        "counts": {split: len(names) for split, names in members.items()},
+        "shared": shared,
+    }
 
 
 def _check_carved(
@@ -244,6 +304,20 @@ def load_run_split(
     """Reload the run's data set (or `data`, a source of the same images); select a split."""
     dataset = load_dataset(data or record.source, data_dir=data_dir, options=load_options(record))
     return select_split(dataset, record, split)
+
+
+DUPLICATES_FILE = "duplicates.json"  # RUN/duplicates.json: the check made before training
+
+
+def split_duplicates(
+    dataset: ImageDataset, record: DatasetRecord, threshold: int = NEAR_DISTANCE
+) -> DuplicateReport:
+    """Exact and near duplicates across the record's train, val and test splits; pairs are
+    named by file path (folder: sources) or "<source part>:<index>"."""
+    parts = {split: select_split(dataset, record, split) for split in SPLITS}
+    return find_duplicates(
+        {split: (part.images, part.sample_ids) for split, part in parts.items()}, threshold
+    )
 
 
 def describe_counts(record: DatasetRecord) -> str:

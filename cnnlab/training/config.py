@@ -60,6 +60,20 @@ class _Settings:
     split_seed: int = _option(
         0, "folder without test/: seed of that test split (independent of --seed)"
     )
+    group_by: str | None = _option(
+        None,
+        "folder: keep each group (patient, slide, culture) whole in one of the carved test and "
+        "validation splits, so neither scores nor early stopping see a training group: a regular "
+        "expression matched against each file's name (its path relative to the data folder if "
+        "the pattern holds a '/'), the first capture group or else the whole match naming the "
+        "group, e.g. '^[^_]+' for p01_cell3.png or 'patient(\\d+)'; or csv:PATH with columns file "
+        "and group. A folder's own train/, val/, test/ are checked for shared groups",
+    )
+    check_duplicates: bool = _option(
+        True,
+        "before training, look for exact and near-duplicate images (perceptual hash) across the "
+        "train, val and test splits; print a count and list them in RUN/duplicates.json",
+    )
     strict: bool = _option(False, "stop at unreadable image files instead of skipping them")
     cache: bool = _option(
         True, "folder: keep decoded images in the user cache so the next run starts at once"

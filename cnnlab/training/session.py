@@ -20,17 +20,20 @@ from cnnlab.data.augment import Augmentation, resolve_augmentation
 from cnnlab.data.loader import num_batches
 from cnnlab.data.sources import load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.fileio import atomic_write_json
 from cnnlab.models import ModelSpec, build_model, resolve_model_argument
 from cnnlab.models.registry import defining_module
 from cnnlab.run.load import model_spec, normalizer
 from cnnlab.run.paths import RunDir
 from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
 from cnnlab.run.splits import (
+    DUPLICATES_FILE,
     SplitData,
     describe_counts,
     load_options,
     make_record,
     select_split,
+    split_duplicates,
 )
 from cnnlab.runtime.device import machine_description, resolve_device
 from cnnlab.runtime.fastpath import FastPath, choose_fast_path
@@ -85,7 +88,7 @@ def open_session(
         resolve_device(config.device), config.precision, config.channels_last, config.threads
     )
     torch.manual_seed(config.seed)
-    record, model_record, train, val = _data_and_spec(config, run, resume)
+    record, model_record, train, val = _data_and_spec(config, run, resume, stream)
     augmentation = resolve_augmentation(
         config.to_dict(), record.source, record.image_size, config.augment
     )
@@ -162,9 +165,10 @@ def _check_writable(path: Path) -> None:
 
 
 def _data_and_spec(
-    config: TrainConfig, run: RunDir, resume: bool
+    config: TrainConfig, run: RunDir, resume: bool, stream: TextIO
 ) -> tuple[DatasetRecord, ModelRecord, SplitData, SplitData]:
-    """The data set's records and its train/val splits: chosen now, or read back on resume."""
+    """The data set's records and its train/val splits: chosen now (and checked for duplicates
+    across splits, RUN/duplicates.json), or read back on resume."""
     if resume:
         record, model_record = run.dataset_record(), run.model_record()
         dataset = load_dataset(
@@ -173,8 +177,14 @@ def _data_and_spec(
     else:
         dataset = load_dataset(config.data, config.data_dir, config.download, config.load_options())
         record = make_record(
-            dataset, config.val_fraction, config.seed, config.test_fraction, config.split_seed
-        )
+            dataset, config.val_fraction, config.seed, config.test_fraction, config.split_seed,
+            config.group_by,
+        )  # fmt: skip
+        if config.check_duplicates and writes_files():
+            report = split_duplicates(dataset, record)
+            run.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(run.path / DUPLICATES_FILE, report.to_dict())
+            print(report.summary(str(run.path / DUPLICATES_FILE)), file=stream, flush=True)
         model_record = new_model_record(config, record)
         record = pretrained_normalization(config, record, model_record.name)
     train, val = select_split(dataset, record, "train"), select_split(dataset, record, "val")
@@ -249,6 +259,9 @@ def describe(session: Session) -> list[str]:
     ]
     if record.skipped:
         lines.append(f"skipped {len(record.skipped)} file(s) or folder(s), listed in dataset.json")
+    if record.groups:
+        counts = ", ".join(f"{s} {n}" for s, n in record.groups["counts"].items())
+        lines.append(f"groups of --group-by {record.groups['group_by']!r}: {counts}")
     if config.sampler == "balanced":
         lines.append("sampler: balanced (every class drawn equally often)")
     if config.recipe != "none":
