@@ -79,7 +79,8 @@ def build_parser(with_flags: Collection[str] = tuple(COMMANDS)) -> argparse.Argu
     subparsers = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for name, purpose in COMMANDS.items():
         if name in with_flags:
-            importlib.import_module(f"cnnlab.commands.{name}").register(subparsers)
+            module = name.replace("-", "_")  # lr-find is cnnlab/commands/lr_find.py
+            importlib.import_module(f"cnnlab.commands.{module}").register(subparsers)
         else:
             subparsers.add_parser(name, help=purpose)
     return parser

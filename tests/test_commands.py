@@ -19,6 +19,8 @@ WORKFLOW_ORDER = [
     "summary",
     "ops",
     "recipes",
+    "check",
+    "lr-find",
     "train",
     "evaluate",
     "predict",
@@ -64,7 +66,7 @@ def test_help_lists_every_command_in_workflow_order_with_a_one_line_purpose(caps
 def test_every_command_is_a_module_that_registers_itself(subparsers):
     assert list(subparsers) == WORKFLOW_ORDER
     for name in COMMANDS:
-        module = importlib.import_module(f"cnnlab.commands.{name}")
+        module = importlib.import_module(f"cnnlab.commands.{name.replace('-', '_')}")
         assert callable(module.register)
         assert subparsers[name].get_default("handler") is not None, name
 

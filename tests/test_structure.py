@@ -203,6 +203,7 @@ LAYERS = (
     ("cnnlab.run",),
     ("cnnlab.transfer",),
     ("cnnlab.training",),
+    ("cnnlab.tuning",),
     ("cnnlab.inference",),
     ("cnnlab.explain",),
     ("cnnlab.compare",),

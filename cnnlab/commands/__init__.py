@@ -12,6 +12,8 @@ COMMANDS: dict[str, str] = {
     "summary": "layer-by-layer shapes, parameters, MACs and receptive fields",
     "ops": "apply the slides' image operations to images and draw every step",
     "recipes": "list the per-data-set training recipes and what they reached",
+    "check": "sanity-check a training set-up in seconds before training it",
+    "lr-find": "the learning-rate range test: a plot and a suggested rate",
     "train": "train a model and write a run directory",
     "evaluate": "score a trained run on a split and write RUN/eval/",
     "predict": "classify image files with a trained run",
