@@ -156,3 +156,86 @@ def test_the_augment_grid_shows_the_originals_and_names_rows_and_columns():
     assert [panels[3 * r].get_ylabel() for r in range(3)] == rows
     assert (panels[0].images[0].get_array() == x[0].permute(1, 2, 0).numpy()).all()
     assert figure._suptitle.get_text() == "title"
+
+
+def test_shorten_name_keeps_start_end_and_extension():
+    from cnnlab.explain.galleries import shorten_name
+
+    name = "patient_0012_slide_07_cell_0345.png"  # 35 characters
+    assert shorten_name(name, 40) == name
+    assert shorten_name(name, 24) == "patient_00…cell_0345.png"  # 10 + 1 + 9 + 4 = 24
+    assert shorten_name(name, 10) == "pat…45.png"  # 3 + 1 + 2 + 4
+    assert shorten_name("a_very_long_name_without_extension", 11) == "a_ver…nsion"
+    assert shorten_name("x" * 30 + ".tiff", 6) == "xxx…ff"  # no room to keep the extension
+    assert shorten_name("p=0.93", 6) == "p=0.93"
+    for width in range(4, 40):
+        assert len(shorten_name(name, width)) == min(width, len(name))
+
+
+def _tile_captions(figure) -> list:
+    """The caption texts of plot_tile_rows's tile axes, in drawing order."""
+    return [t for t in figure.axes[0].texts if t.get_ha() == "center"]
+
+
+def test_a_gallery_of_long_file_names_keeps_captions_apart(tmp_path):
+    from cnnlab.explain.galleries import CAPTION_POINTS, fitting_chars, overlay, plot_tile_rows
+
+    image, heat = torch.full((1, 12, 12), 90, dtype=torch.uint8), torch.rand(12, 12)
+    names = [f"slide_{i:03d}_{'x' * 96}_cell_{i:04d}.png" for i in range(10)]
+    assert all(len(n) == 120 for n in names)
+    rows = [
+        (f"class {'long ' * 20}{r}", [(overlay(image, heat), f"{n}\np=0.5") for n in names[:5]])
+        for r in range(2)
+    ]
+    figure = plot_tile_rows(rows, "long names", tmp_path / "g.png", colour_scale="importance")
+    limit = fitting_chars(96 + 6 - 2, CAPTION_POINTS)
+    captions = _tile_captions(figure)
+    assert len(captions) == 10 and 12 <= limit < 120
+    for text in captions:
+        first, second = text.get_text().split("\n")
+        assert len(first) == limit and first.endswith(".png") and "…" in first
+        assert second == "p=0.5"
+    # measured by matplotlib: neighbouring captions in a row do not overlap
+    renderer = figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in captions]
+    for left, right in zip(boxes[:4], boxes[1:5], strict=True):
+        assert left.x1 < right.x0
+    labels = [t for t in figure.axes[0].texts if t.get_ha() == "right"]
+    assert all(box.x0 >= 0 for box in (t.get_window_extent(renderer) for t in labels))
+    assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_every_cam_figure_has_a_colour_scale(tmp_path, monkeypatch):
+    from cnnlab.explain import cam_reports, galleries
+    from cnnlab.explain.cam_reports import ScoredImages, select_gallery_rows
+
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    predictions = torch.tensor([0, 1, 1, 0, 1])
+    logits = 4.0 * torch.nn.functional.one_hot(predictions, 2).float()
+    images = torch.randint(0, 256, (5, 3, 6, 6), dtype=torch.uint8)
+    ids = [f"data/{'n' * 90}_{i}.png" for i in range(5)]
+    scored = ScoredImages.from_logits(images, labels, ids, ["a", "b"], logits)
+    chosen = select_gallery_rows(scored, per_cell=2, seed=0)
+    maps = {m: {i: torch.rand(6, 6) for i in range(5)} for m in ("gradcam", "saliency")}
+    figures = []
+
+    def recording(*args, **kwargs):
+        figures.append(galleries.plot_tile_rows(*args, **kwargs))
+        return figures[-1]
+
+    class Report:
+        def wrote(self, path, root):
+            return path
+
+    monkeypatch.setattr(cam_reports, "plot_tile_rows", recording)
+    (tmp_path / "explain" / "cam").mkdir(parents=True)
+    cam_reports._plot_galleries(scored, chosen, maps, "stages.1", Report(), tmp_path / "explain")
+    assert len(figures) == 7  # correct, confusions, top losses per method; the methods together
+    for figure in figures:
+        bars = [
+            axes for axes in figure.axes if axes.get_ylabel().endswith("(normalised 0-1 per map)")
+        ]
+        assert len(bars) == 1
+        assert bars[0].get_ylim() == (0.0, 1.0)
+    assert figures[0].axes[1].get_ylabel().startswith("class activation")
+    assert figures[3].axes[1].get_ylabel().startswith("importance")

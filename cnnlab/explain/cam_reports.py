@@ -83,7 +83,8 @@ class ScoredImages:
         }
 
     def short_id(self, row: int) -> str:
-        """A caption-sized sample id: the file name of a path."""
+        """The file name of a path (galleries shorten it further to fit a tile; galleries.json
+        keeps the whole sample id)."""
         sample_id = self.sample_ids[row]
         return Path(sample_id).name if "/" in sample_id else sample_id
 
@@ -202,27 +203,39 @@ def _plot_galleries(
     folder = out / "cam"
     for method, method_maps in maps.items():
         note = f"{method} for the predicted class" + (f" at {layer}" if "cam" in method else "")
+        scale = colour_scale(method)
         plot_tile_rows(
             _correct_rows(scored, chosen, method_maps),
             f"Correctly classified, by class: {note}",
             report.wrote(folder / f"{method}-correct.png", out.parent),
+            colour_scale=scale,
         )
         if chosen.confused:
             plot_tile_rows(
                 _confusion_rows(scored, chosen, method_maps),
                 f"The most frequent confusions (true -> predicted): {note}",
                 report.wrote(folder / f"{method}-confusions.png", out.parent),
+                colour_scale=scale,
             )
         plot_tile_rows(
             _top_loss_rows(scored, chosen, method_maps),
             f"The {len(chosen.top_losses)} highest losses (true->predicted): {note}",
             report.wrote(folder / f"{method}-top-losses.png", out.parent),
+            colour_scale=scale,
         )
     plot_tile_rows(
         _side_by_side_rows(scored, chosen, maps),
         f"The methods side by side (maps for the predicted class; CAMs at {layer})",
         report.wrote(folder / "methods.png", out.parent),
+        colour_scale=colour_scale(""),
     )
+
+
+def colour_scale(method: str) -> str:
+    """The colour bar's label: what the overlay's colours measure. Every map is divided by its
+    own maximum (cam.normalise_maps)."""
+    what = "class activation" if "cam" in method else "importance"
+    return f"{what}\n(normalised 0-1 per map)"
 
 
 def _tile(
@@ -235,7 +248,7 @@ def _correct_rows(
     scored: ScoredImages, chosen: GalleryRows, maps: dict[int, torch.Tensor]
 ) -> list[Row]:
     def caption(i: int, c: int) -> str:
-        return f"{scored.short_id(i)} p={float(scored.probabilities[i, c]):.2f}"
+        return f"{scored.short_id(i)}\np={float(scored.probabilities[i, c]):.2f}"
 
     return [
         (
@@ -253,7 +266,7 @@ def _confusion_rows(
     names = scored.class_names
 
     def caption(i: int, p: int) -> str:
-        return f"{scored.short_id(i)} p={float(scored.probabilities[i, p]):.2f}"
+        return f"{scored.short_id(i)}\np={float(scored.probabilities[i, p]):.2f}"
 
     return [
         (

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from typing import Any
 
 import torch
 
@@ -25,8 +26,11 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
     return gray.expand(3, -1, -1).clone()
 
 
+HEAT_COLOURS = "jet"  # overlay()'s colour map, and its colour bar's
+
+
 @functools.cache
-def colormap_table(name: str = "jet") -> torch.Tensor:
+def colormap_table(name: str = HEAT_COLOURS) -> torch.Tensor:
     """A matplotlib colour map as a [256, 3] float tensor."""
     from matplotlib import colormaps
 
@@ -154,23 +158,101 @@ def plot_kernel_bank(weight: torch.Tensor, title: str, path: str | os.PathLike) 
     }
 
 
+CHAR_WIDTH = 0.65  # an upper bound on a DejaVu Sans character's width, in font sizes (em)
+CAPTION_POINTS, LABEL_POINTS = 6.5, 7.5  # font sizes of the captions and row labels
+
+
+def shorten_name(name: str, max_chars: int) -> str:
+    """`name` in at most max_chars characters: the middle of a longer one becomes "…", keeping its
+    start, its end and its extension: "patient_0012_slide_07_cell_0345.png", 24 ->
+    "patient_00…cell_0345.png"."""
+    if len(name) <= max_chars:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    extension = dot + extension
+    if not stem or len(extension) > 6 or " " in extension or max_chars - len(extension) < 3:
+        stem, extension = name, ""  # no extension worth keeping, or no room beside it
+    room = max(0, max_chars - len(extension) - 1)
+    head = (room + 1) // 2
+    tail = room - head
+    return stem[:head] + "…" + (stem[len(stem) - tail :] if tail else "") + extension
+
+
+def fitting_chars(pixels: float, points: float, dpi: float = 100) -> int:
+    """How many characters of a `points`-sized font surely fit in `pixels`."""
+    return max(4, int(pixels * 72 / dpi / (points * CHAR_WIDTH)))
+
+
+def shorten_lines(text: str, max_chars: int) -> str:
+    return "\n".join(shorten_name(line, max_chars) for line in text.split("\n"))
+
+
 def plot_tile_rows(
     rows: list[tuple[str, list[tuple]]],
     title: str,
     path: str | os.PathLike,
     tile_pixels: int = 96,
-) -> None:
+    colour_scale: str | None = None,
+) -> Any:
     """Rows of captioned images, each row labelled at its left. A tile is (image float
     [3, H, W] in [0, 1], caption) or (image, caption, caption colour). The tiles are laid into one
     picture (enlarged by whole factors, nearest neighbour) and drawn once, which keeps galleries
-    of a hundred images fast to render."""
+    of a hundred images fast to render. Each caption line and row label is shortened
+    (shorten_name) to fit its tile or margin. `colour_scale` labels a colour bar of the heat-map
+    colours, for tiles that are overlays. Returns the matplotlib Figure written."""
     tiles = [tile for _, row in rows for tile in row]
     if not tiles:
         tiles, rows = [(torch.ones(3, 8, 8), "")], [("(nothing to show)", [])]
     height, width = tiles[0][0].shape[1:]
     factor = max(1, round(tile_pixels / max(height, width)))
     tile_h, tile_w = height * factor, width * factor
-    gap, caption_h, label_w, title_h = 6, 15, 150, 36
+    lines = max(str(tile[1]).count("\n") + 1 for tile in tiles)
+    gap, caption_h, label_w, title_h = 6, 4 + 11 * lines, 150, 36
+    bar_w = 100 if colour_scale else 0
+    canvas, places = _lay_out(rows, factor, tile_h, tile_w, caption_h, gap)
+    total_w, total_h = label_w + canvas.shape[1] + bar_w, title_h + canvas.shape[0]
+    figure = new_figure(total_w / 100, total_h / 100, dpi=100)
+    axes = figure.add_axes(
+        (label_w / total_w, 0, canvas.shape[1] / total_w, canvas.shape[0] / total_h)
+    )
+    axes.imshow(canvas.numpy(), interpolation="nearest")
+    axes.axis("off")
+    caption_chars = fitting_chars(tile_w + gap - 2, CAPTION_POINTS)
+    for top, left, tile in places:
+        axes.text(
+            left + tile_w / 2,
+            top + tile_h + 2,
+            shorten_lines(str(tile[1]), caption_chars),
+            ha="center",
+            va="top",
+            fontsize=CAPTION_POINTS,
+            color=tile[2] if len(tile) > 2 else "black",
+        )
+    label_chars = fitting_chars(label_w - 12, LABEL_POINTS)
+    for r, (label, _) in enumerate(rows):
+        axes.text(
+            -8,
+            r * (tile_h + caption_h + gap) + tile_h / 2,
+            shorten_lines(label, label_chars),
+            ha="right",
+            va="center",
+            fontsize=LABEL_POINTS,
+            clip_on=False,
+        )
+    if colour_scale:
+        _colour_bar(
+            figure, colour_scale, (total_w - bar_w + 12) / total_w, canvas.shape[0] / total_h
+        )
+    figure.text(0.5, 1 - 8 / total_h, title, ha="center", va="top", fontsize=9, wrap=True)
+    save_figure(figure, path)
+    return figure
+
+
+def _lay_out(
+    rows: list[tuple[str, list[tuple]]], factor: int, tile_h: int, tile_w: int, caption_h: int,
+    gap: int,
+) -> tuple[torch.Tensor, list[tuple[int, int, tuple]]]:  # fmt: skip
+    """The tiles, enlarged, on one white canvas [height, width, 3]; where each one went."""
     columns = max(1, max(len(row) for _, row in rows))
     canvas = torch.ones(len(rows) * (tile_h + caption_h + gap), columns * (tile_w + gap), 3)
     places = []
@@ -182,33 +264,16 @@ def plot_tile_rows(
                 1, 2, 0
             )
             places.append((top, left, tile))
-    total_w, total_h = label_w + canvas.shape[1], title_h + canvas.shape[0]
-    figure = new_figure(total_w / 100, total_h / 100, dpi=100)
-    axes = figure.add_axes(
-        (label_w / total_w, 0, canvas.shape[1] / total_w, canvas.shape[0] / total_h)
-    )
-    axes.imshow(canvas.numpy(), interpolation="nearest")
-    axes.axis("off")
-    for top, left, tile in places:
-        colour = tile[2] if len(tile) > 2 else "black"
-        axes.text(
-            left + tile_w / 2,
-            top + tile_h + 2,
-            tile[1],
-            ha="center",
-            va="top",
-            fontsize=6.5,
-            color=colour,
-        )
-    for r, (label, _) in enumerate(rows):
-        axes.text(
-            -8,
-            r * (tile_h + caption_h + gap) + tile_h / 2,
-            label,
-            ha="right",
-            va="center",
-            fontsize=7.5,
-            clip_on=False,
-        )
-    figure.text(0.5, 1 - 8 / total_h, title, ha="center", va="top", fontsize=9, wrap=True)
-    save_figure(figure, path)
+    return canvas, places
+
+
+def _colour_bar(figure: Any, label: str, left: float, height: float) -> None:
+    """A vertical colour bar of overlay()'s colour map over [0, 1], right of the tiles."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = figure.add_axes((left, 0.05 * height, 12 / (figure.get_figwidth() * 100), 0.9 * height))
+    scale = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=HEAT_COLOURS)
+    colorbar = figure.colorbar(scale, cax=bar)
+    colorbar.set_label(label, fontsize=7)
+    colorbar.ax.tick_params(labelsize=6)
