@@ -107,14 +107,18 @@ def classification_metrics(
     targets: torch.Tensor,
     class_names: list[str],
     top_k: tuple[int, ...] = (1, 5),
+    predictions: torch.Tensor | None = None,
 ) -> dict:
     """Accuracy, top-k, balanced accuracy, kappa, per-class and macro/weighted scores as JSON types.
 
     Macro averages are plain means over all K classes, so a class absent from both targets and
-    predictions counts as 0.0.
+    predictions counts as 0.0. `predictions` [N] are the decisions scored (default: the argmax
+    of the logits; a two-class run's calibrated threshold gives others); top-k reads the logits.
     """
     logits, targets = _checked_logits(logits, targets, len(class_names))
-    counts = confusion_matrix(targets, logits.argmax(dim=1), len(class_names))  # [K, K]
+    if predictions is None:
+        predictions = logits.argmax(dim=1)
+    counts = confusion_matrix(targets, predictions, len(class_names))  # [K, K]
     scores = per_class_scores(counts)
     support, summary = scores["support"], summary_scores(counts)
     return {

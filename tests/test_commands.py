@@ -22,6 +22,7 @@ WORKFLOW_ORDER = [
     "check",
     "lr-find",
     "train",
+    "calibrate",
     "evaluate",
     "predict",
     "explain",

@@ -198,7 +198,7 @@ LAYERS = (
     ("cnnlab.layers",),
     ("cnnlab.models",),
     ("cnnlab.data",),
-    ("cnnlab.metrics", "cnnlab.evaluation"),
+    ("cnnlab.metrics", "cnnlab.binary_metrics", "cnnlab.calibration", "cnnlab.evaluation"),
     ("cnnlab.runtime",),
     ("cnnlab.run",),
     ("cnnlab.transfer",),

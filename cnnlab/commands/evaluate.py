@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from cnnlab.commands import COMMANDS, common
+from cnnlab.commands.calibrate import add_positive_class_flag
 from cnnlab.errors import CnnlabError
 
 
@@ -16,11 +18,15 @@ def register(subparsers: Any) -> None:
         "evaluate",
         help=COMMANDS["evaluate"],
         description="Evaluate a run on one split of the data it was trained on: accuracy, "
-        "top-k accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall/F1 and the "
-        "confusion matrix (counts and row-normalised). Writes RUN/eval/SPLIT.json, "
-        "RUN/eval/SPLIT-confusion.png and RUN/eval/SPLIT-predictions.csv; with --checkpoint "
-        "last or --runtime onnx the names say so (RUN/eval/SPLIT-last.json, SPLIT-onnx.json, "
-        "SPLIT-last-onnx.json), so no evaluation overwrites another.",
+        "top-k accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall/F1, the "
+        "confusion matrix (counts and row-normalised), the expected calibration error with its "
+        "reliability diagram, and for two classes sensitivity, specificity, PPV, NPV, ROC AUC "
+        "and PR AUC (average precision) with their curves; 95% intervals by stratified "
+        "bootstrap. Writes RUN/eval/SPLIT.json, SPLIT-confusion.png, SPLIT-reliability.png, "
+        "SPLIT-roc-pr.png (two classes) and SPLIT-predictions.csv; with --checkpoint last or "
+        "--runtime onnx the names say so (RUN/eval/SPLIT-last.json, SPLIT-onnx.json, "
+        "SPLIT-last-onnx.json), so no evaluation overwrites another. When RUN/calibration.json "
+        "exists (`cnnlab calibrate`), its temperature and threshold are used, and a line says so.",
     )
     common.add_run_argument(parser)
     common.add_split_flag(parser)
@@ -29,8 +35,29 @@ def register(subparsers: Any) -> None:
     common.add_device_flags(parser)
     parser.add_argument("--top-k", type=int, default=5, help="k of top-k accuracy (default: 5)")
     parser.add_argument("--batch-size", type=int, default=1024, help="images per batch")
+    add_calibration_flag(parser)
+    add_positive_class_flag(parser)
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the 95%% intervals of accuracy, balanced accuracy and (two "
+        "classes) sensitivity, specificity and ROC AUC; each class is resampled with "
+        "replacement, seed 0 (default: 1000; 0: no intervals)",
+    )
     common.add_json_flag(parser, "the metrics")
     parser.set_defaults(handler=run)
+
+
+def add_calibration_flag(parser: argparse.ArgumentParser) -> None:
+    """--no-calibration: shared with predict."""
+    parser.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="ignore RUN/calibration.json: the argmax of the model's own softmax decides",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1.")
+    if args.bootstrap < 0:
+        raise CnnlabError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
     metrics = evaluate_run(
         args.run,
         args.split,
@@ -50,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         top_k=args.top_k,
         runtime=args.runtime,
+        calibration=args.calibration,
+        positive_class=args.positive_class,
+        bootstrap=args.bootstrap,
+        notify=lambda line: print(line, file=sys.stderr),
     )
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -57,5 +90,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_metrics_table(metrics))
         print(f"runtime: {metrics['runtime']}")
         name = evaluation_name(args.split, args.checkpoint, args.runtime)
-        print(f"written: {Path(args.run) / 'eval' / name}.json, -confusion.png, -predictions.csv")
+        figures = "-confusion.png, -reliability.png" + (
+            ", -roc-pr.png" if "binary" in metrics else ""
+        )
+        print(f"written: {Path(args.run) / 'eval' / name}.json, {figures}, -predictions.csv")
     return 0

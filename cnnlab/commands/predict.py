@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from cnnlab.commands import COMMANDS, common
+from cnnlab.commands.calibrate import add_positive_class_flag
+from cnnlab.commands.evaluate import add_calibration_flag
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.fileio import atomic_writer
 
@@ -32,7 +34,9 @@ def register(subparsers: Any) -> None:
         "so any number of them fits in memory. A file that cannot be read does not stop the "
         "others: their predictions are written and the unreadable files are listed with their "
         f"reasons on stderr; the exit status is then {SOME_UNREADABLE}. When no file at all can "
-        "be read the exit status is 2, as for other errors.",
+        "be read the exit status is 2, as for other errors. When RUN/calibration.json exists "
+        "(`cnnlab calibrate`), its temperature and a two-class run's threshold are used (a line "
+        "on stderr says so), and two-class rows also give the positive class's probability.",
     )
     common.add_run_argument(parser)
     parser.add_argument(
@@ -49,6 +53,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--csv", metavar="OUT.csv", help="also write the predictions to a CSV file")
     common.add_checkpoint_flag(parser)
     common.add_device_flags(parser)
+    add_calibration_flag(parser)
+    add_positive_class_flag(parser)
     common.add_json_flag(parser, "the predictions")
     parser.set_defaults(handler=run)
 
@@ -65,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         top_k=args.top_k,
         runtime=args.runtime,
+        calibration=args.calibration,
+        positive_class=args.positive_class,
+        notify=lambda line: print(line, file=sys.stderr),
     )
     failures: list[dict[str, str]] = []
     predicted = 0
@@ -131,7 +140,12 @@ def _write_csv_rows(writer: Any, header: list[bool], rows: list[dict[str, Any]])
     if not header:
         header.append(True)
         k = len(rows[0]["top"])
-        writer.writerow(["file", "predicted", "confidence"] + [f"top{i + 1}" for i in range(k)])
+        positive = ["positive_probability"] if "positive_probability" in rows[0] else []
+        writer.writerow(
+            ["file", "predicted", "confidence"] + [f"top{i + 1}" for i in range(k)] + positive
+        )
     for row in rows:
         top = [f"{t['class']}:{t['probability']:.6f}" for t in row["top"]]
+        if "positive_probability" in row:
+            top.append(f"{row['positive_probability']:.6f}")
         writer.writerow([row["file"], row["predicted"], f"{row['confidence']:.6f}", *top])

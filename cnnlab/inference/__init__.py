@@ -14,10 +14,20 @@ from typing import Any
 
 import torch
 
+from cnnlab.binary_metrics import BOOTSTRAP_RESAMPLES
 from cnnlab.data.folder import IMAGE_EXTENSIONS
 from cnnlab.data.images import UnreadableImage, load_image_file
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.inference.calibrate import (
+    CALIBRATION_SPLIT,
+    Decision,
+    calibrate_logits,
+    decision_for,
+    lab_metrics,
+    log,
+)
 from cnnlab.metrics import classification_metrics
+from cnnlab.run.calibration import CalibrationRecord, write_calibration
 from cnnlab.run.evaluation import write_evaluation
 from cnnlab.run.load import LoadedRun, load_run
 from cnnlab.run.splits import load_run_split
@@ -70,8 +80,18 @@ def evaluate_run(
     precision: str = "auto",
     channels_last: bool = True,
     runtime: str = "torch",
+    calibration: bool = True,
+    positive_class: str | None = None,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
+    notify: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
-    """Score a split and write eval/<split>.json, -confusion.png and -predictions.csv.
+    """Score a split and write eval/<split>.json, -confusion.png, -reliability.png, (two classes)
+    -roc-pr.png and -predictions.csv.
+
+    RUN/calibration.json (`cnnlab calibrate`), when present and `calibration`, sets the
+    temperature and a two-class run's threshold; `positive_class` defaults to its choice, else
+    the second class; `notify` hears the one line saying so. `bootstrap` resamples give the 95%
+    intervals (0: none).
 
     Another checkpoint or runtime than best on PyTorch writes its own files (eval/test-last.json,
     eval/test-onnx.json: cnnlab.run.evaluation.evaluation_name).
@@ -89,10 +109,16 @@ def evaluate_run(
             "another split with --split, or train again with more images per class or a larger "
             f"--{split}-fraction."
         )
-    logits = predict(split_data.images, batch_size)
-    class_names = loaded.class_names
+    logits = predict(split_data.images, batch_size)  # [N, K]
+    decision = decision_for(loaded, which, calibration, positive_class, notify)
+    probabilities = decision.probabilities(logits)  # [N, K]
+    predictions = decision.predictions(probabilities)  # [N]
     metrics = classification_metrics(
-        logits, split_data.labels, class_names, top_k=tuple(sorted({1, top_k}))
+        logits,
+        split_data.labels,
+        loaded.class_names,
+        top_k=tuple(sorted({1, top_k})),
+        predictions=predictions,
     )
     metrics = {
         "split": split,
@@ -103,16 +129,19 @@ def evaluate_run(
             "global_step": loaded.checkpoint.meta.get("global_step"),
         },
         **metrics,
+        **lab_metrics(
+            probabilities, predictions, split_data.labels, loaded.class_names, decision, bootstrap
+        ),
     }
-    probabilities = torch.softmax(logits, dim=1)
     write_evaluation(
         loaded.run,
         metrics,
         split_data.sample_ids,
         split_data.labels,
         probabilities,
-        class_names,
+        loaded.class_names,
         checkpoint=which,
+        predictions=predictions,
     )
     return metrics
 
@@ -139,6 +168,8 @@ def predict_files(
     top_k: int = 3,
     runtime: str = "torch",
     batch_size: int = PREDICT_BATCH_SIZE,
+    calibration: bool = True,
+    positive_class: str | None = None,
 ) -> FilePredictions:
     """Class probabilities for image files: [{file, predicted, confidence, top: [(name, p)]}].
 
@@ -146,12 +177,14 @@ def predict_files(
     or glob patterns (`photos/**/*.jpg`). A file that cannot be read does not stop the others:
     it is listed in the result's `failures` with its reason. Only when no file at all could be
     read is a DataError raised (naming the first failures). For a stream of batches with
-    bounded memory, use iter_file_predictions.
+    bounded memory, use iter_file_predictions. RUN/calibration.json, when present and
+    `calibration`, sets the temperature and a two-class run's threshold (as evaluate_run); rows
+    of a two-class run also give `positive_probability`.
     """
     result = FilePredictions()
     for rows, failures in iter_file_predictions(
         run_path, image_paths, which=which, device=device, top_k=top_k, runtime=runtime,
-        batch_size=batch_size,
+        batch_size=batch_size, calibration=calibration, positive_class=positive_class,
     ):  # fmt: skip
         result.extend(rows)
         result.failures.extend(failures)
@@ -169,6 +202,9 @@ def iter_file_predictions(
     top_k: int = 3,
     runtime: str = "torch",
     batch_size: int = PREDICT_BATCH_SIZE,
+    calibration: bool = True,
+    positive_class: str | None = None,
+    notify: Callable[[str], None] = log.info,
 ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, str]]]]:
     """(rows, failures) per batch of `batch_size` files: decode the batch, predict, yield.
 
@@ -177,6 +213,7 @@ def iter_file_predictions(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
     loaded, predict = load_run_for_runtime(run_path, which, device, runtime)
+    decision = decision_for(loaded, which, calibration, positive_class, notify)
     record = loaded.record
     files, pending_failures = [], []
     for path, failure in expand_image_paths(image_paths):
@@ -186,12 +223,14 @@ def iter_file_predictions(
             pending_failures.append(failure)
         if len(files) == batch_size or len(pending_failures) == batch_size:
             rows, failures = _predict_batch(
-                files, record, predict, loaded.class_names, top_k, runtime
+                files, record, predict, loaded.class_names, top_k, runtime, decision
             )
             yield rows, pending_failures + failures
             files, pending_failures = [], []
     if files or pending_failures:
-        rows, failures = _predict_batch(files, record, predict, loaded.class_names, top_k, runtime)
+        rows, failures = _predict_batch(
+            files, record, predict, loaded.class_names, top_k, runtime, decision
+        )
         yield rows, pending_failures + failures
 
 
@@ -202,6 +241,7 @@ def _predict_batch(
     class_names: list[str],
     top_k: int,
     runtime: str,
+    decision: Decision,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     images, readable, failures = [], [], []
     for path in files:
@@ -215,11 +255,16 @@ def _predict_batch(
         readable.append(path)
     if not images:
         return [], failures
-    probabilities = torch.softmax(predict(torch.stack(images), len(images)), dim=1)
+    probabilities = decision.probabilities(predict(torch.stack(images), len(images)))  # [N, K]
+    predictions = decision.predictions(probabilities)  # [N]
+    ranked = top_classes(probabilities, class_names, top_k, predictions)
     rows = [
         {"file": str(path), **row, "runtime": runtime}
-        for path, row in zip(readable, top_classes(probabilities, class_names, top_k), strict=True)
+        for path, row in zip(readable, ranked, strict=True)
     ]
+    if decision.positive is not None:
+        for row, p in zip(rows, probabilities[:, decision.positive].tolist(), strict=True):
+            row.update(positive_class=class_names[decision.positive], positive_probability=p)
     return rows, failures
 
 
@@ -271,20 +316,66 @@ def nothing_readable_message(failures: list[dict[str, str]]) -> str:
 
 
 def top_classes(
-    probabilities: torch.Tensor, class_names: list[str], top_k: int
+    probabilities: torch.Tensor,
+    class_names: list[str],
+    top_k: int,
+    predictions: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
-    """Per row of [N, K] probabilities: the predicted class, its confidence, the top k."""
+    """Per row of [N, K] probabilities: the predicted class (the argmax, or `predictions` [N]),
+    its probability as confidence, the top k."""
     k = min(top_k, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)
+    if predictions is None:
+        predictions = indices[:, 0]
+    chosen = probabilities.gather(1, predictions[:, None].long())[:, 0]  # [N]
     return [
         {
-            "predicted": class_names[int(idx[0])],
-            "predicted_index": int(idx[0]),
-            "confidence": float(val[0]),
+            "predicted": class_names[int(predicted)],
+            "predicted_index": int(predicted),
+            "confidence": float(confidence),
             "top": [
                 {"class": class_names[int(i)], "probability": float(v)}
                 for v, i in zip(val, idx, strict=True)
             ],
         }
-        for val, idx in zip(values, indices, strict=True)
+        for val, idx, predicted, confidence in zip(
+            values, indices, predictions, chosen, strict=True
+        )
     ]
+
+
+def calibrate_run(
+    run_path: str | Path,
+    threshold: str | None = "youden",
+    *,
+    temperature: bool = True,
+    positive_class: str | None = None,
+    which: str = "best",
+    device: str = "auto",
+    data: str | None = None,
+    data_dir: str | None = None,
+    batch_size: int = 1024,
+) -> CalibrationRecord:
+    """Fit the temperature and (two classes) the threshold on the run's validation split and
+    write RUN/calibration.json. `threshold` None fits the temperature only."""
+    if threshold is None and not temperature:
+        raise ConfigError("Nothing to calibrate: give --threshold, or leave --temperature on.")
+    loaded, predict = load_run_for_runtime(run_path, which, device)
+    split = load_run_split(loaded.record, CALIBRATION_SPLIT, data_dir=data_dir, data=data)
+    if not len(split.labels):
+        raise DataError(
+            f"The validation split of run '{run_path}' is empty: calibration needs it. Train "
+            "again with --val-fraction above 0."
+        )
+    names = list(loaded.class_names)
+    logits = predict(split.images, batch_size)  # [N, K]
+    fields = calibrate_logits(logits, split.labels, names, threshold, temperature, positive_class)
+    record = CalibrationRecord(
+        split=CALIBRATION_SPLIT,
+        checkpoint=which,
+        checkpoint_file=loaded.checkpoint.path.name,
+        class_names=tuple(names),
+        **fields,
+    )
+    write_calibration(loaded.run, record)
+    return record

@@ -1,5 +1,6 @@
-"""The report's test-metric sections: the scores, the clickable confusion matrix (a cell opens
-its images with their probabilities) and the top losses, from eval/SPLIT.json and the CSV."""
+"""The report's test-metric sections: the scores (with calibration and, for two classes,
+sensitivity/specificity/AUCs and their curves), the clickable confusion matrix (a cell opens its
+images with their probabilities) and the top losses, from eval/SPLIT.json, its PNGs and the CSV."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import math
 from markupsafe import Markup
 
 from cnnlab.report.collect import ReportInputs, missing
-from cnnlab.report.html import Section, pairs, paragraph, table, thumb
-from cnnlab.report.images import thumbnail_uris
-from cnnlab.run.artifacts import Prediction
+from cnnlab.report.html import Section, figure, pairs, paragraph, table, thumb
+from cnnlab.report.images import file_data_uri, thumbnail_uris
+from cnnlab.run.artifacts import Prediction, evaluation_figures
 
 IMAGES_PER_CELL = 48  # the most confident first; the count in the cell is the full number
 TOP_LOSSES = 24
@@ -39,6 +40,7 @@ def metrics_section(inputs: ReportInputs) -> Section:
             ("Cohen's kappa", f"{result.get('cohen_kappa', float('nan')):.4f}"),
             ("macro F1", f"{result.get('macro_f1', float('nan')):.4f}"),
             ("checkpoint", f"{checkpoint.get('file', '?')} (epoch {checkpoint.get('epoch', '?')})"),
+            *_lab_pairs(result),
         ]
     ) + table(
         ("class", "precision", "recall", "F1", "images"),
@@ -47,7 +49,52 @@ def metrics_section(inputs: ReportInputs) -> Section:
             for row in result.get("per_class", [])
         ],
     )
+    captions = {
+        "reliability": "Reliability diagram: accuracy against confidence per bin",
+        "roc-pr": "ROC and precision-recall curves, with the operating point",
+    }
+    figures = evaluation_figures(inputs.run, inputs.split)
+    section.body += "".join(
+        figure(file_data_uri(figures[kind]), caption)
+        for kind, caption in captions.items()
+        if kind in figures
+    )
     return section
+
+
+def _lab_pairs(result: dict) -> list[tuple[str, str]]:
+    """Calibration and two-class scores, with 95% intervals, of evaluations that have them."""
+    intervals = result.get("confidence_intervals", {})
+
+    def shown(key: str, value: float) -> str:
+        low_high = intervals.get(key)
+        return f"{value:.4f}" + (
+            f" (95% CI {low_high[0]:.4f}-{low_high[1]:.4f})" if low_high else ""
+        )
+
+    items = []
+    binary = result.get("binary")
+    if binary:
+        threshold = binary.get("threshold")
+        rule = "argmax" if threshold is None else f"p >= {threshold:.4g}"
+        items.append(("positive class", f"{binary['positive_class']} ({rule})"))
+        names = {
+            "sensitivity": "sensitivity",
+            "specificity": "specificity",
+            "ppv": "PPV",
+            "npv": "NPV",
+            "roc_auc": "ROC AUC",
+            "pr_auc": "PR AUC (average precision)",
+        }
+        items += [(label, shown(key, binary[key])) for key, label in names.items()]
+    if "calibration_error" in result:
+        error = result["calibration_error"]
+        items.append(("expected calibration error", f"{error['ece']:.4f} ({error['bins']} bins)"))
+    calibration = result.get("calibration") or {}
+    if calibration.get("file"):
+        temperature = calibration.get("temperature")
+        items.append(("calibration", f"{calibration['file']} (temperature {temperature})"))
+    return items
 
 
 def _image_index(inputs: ReportInputs) -> dict[str, int]:

@@ -100,6 +100,16 @@ def read_predictions(run: RunDir, split: str) -> list[Prediction] | None:
             ) from None
 
 
+EVALUATION_FIGURES = ("confusion", "reliability", "roc-pr")  # eval/SPLIT-KIND.png
+
+
+def evaluation_figures(run: RunDir, split: str) -> dict[str, Path]:
+    """The PNGs `cnnlab evaluate` wrote for `split` (best checkpoint, PyTorch): {kind: path} for
+    each of EVALUATION_FIGURES that exists (runs evaluated before a kind existed lack it)."""
+    paths = {kind: run.eval / f"{split}-{kind}.png" for kind in EVALUATION_FIGURES}
+    return {kind: path for kind, path in paths.items() if path.is_file()}
+
+
 def read_explain_summary(run: RunDir, split: str) -> dict[str, Any] | None:
     """explain/SPLIT/summary.json, or None if `cnnlab explain` has not been run on `split`."""
     if not (run.explain(split) / "summary.json").exists():

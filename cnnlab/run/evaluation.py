@@ -1,5 +1,5 @@
 """RUN/eval/: what `cnnlab evaluate` writes for a split (metrics JSON, confusion-matrix PNG,
-predictions CSV), and reading it back.
+reliability diagram, ROC/PR curves for two classes, predictions CSV), and reading it back.
 
 The default evaluation (best checkpoint, PyTorch) keeps the plain names eval/SPLIT.json, which the
 report and older runs use; any other checkpoint or runtime adds its own suffix
@@ -13,7 +13,12 @@ from typing import Any
 
 import torch
 
-from cnnlab.evaluation import save_confusion_matrix_png, write_predictions_csv
+from cnnlab.evaluation import (
+    save_confusion_matrix_png,
+    save_reliability_png,
+    save_roc_pr_png,
+    write_predictions_csv,
+)
 from cnnlab.fileio import atomic_write_json
 from cnnlab.run.paths import RunDir
 
@@ -33,11 +38,22 @@ def write_evaluation(
     probabilities: torch.Tensor,
     class_names: list[str],
     checkpoint: str = "best",
+    predictions: torch.Tensor | None = None,
 ) -> Path:
     """eval/NAME.json, NAME-confusion.png and NAME-predictions.csv for `metrics["split"]` and
-    `metrics["runtime"]` (evaluation_name); returns the JSON's path."""
+    `metrics["runtime"]` (evaluation_name), NAME-reliability.png when the metrics hold
+    "calibration_error" and NAME-roc-pr.png when they hold "binary"; returns the JSON's path.
+    `predictions` [N] are the decisions (default: the argmax of `probabilities`)."""
     split = evaluation_name(metrics["split"], checkpoint, metrics.get("runtime", "torch"))
     atomic_write_json(run.eval / f"{split}.json", metrics)
+    title = f"{run.path.name}: {split}"
+    if "calibration_error" in metrics:
+        save_reliability_png(
+            metrics["calibration_error"], run.eval / f"{split}-reliability.png", title
+        )
+    if metrics.get("binary"):
+        save_roc_pr_png(metrics["binary"], run.eval / f"{split}-roc-pr.png", title)
+    positive = (metrics.get("calibration") or {}).get("positive_index")
     save_confusion_matrix_png(
         torch.tensor(metrics["confusion_matrix"]),
         class_names,
@@ -51,6 +67,8 @@ def write_evaluation(
         probabilities,
         class_names,
         top_k=min(3, len(class_names)),
+        predictions=predictions,
+        positive=positive,
     )
     return run.eval / f"{split}.json"
 
