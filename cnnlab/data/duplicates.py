@@ -5,7 +5,8 @@ Exact: equal decoded uint8 pixels (a BLAKE2 digest per image). Near: a 64-bit di
 (dHash: Krawetz, "Kind of like that", 2013; the `imagehash` package's dhash) within a small
 Hamming distance, which survives re-encoding, small shifts and brightness changes. Every image of
 a later split is compared with every image of an earlier one as a chunked matrix product of
-+-1 codes: 20,000 x 20,000 images take about a second on two cores (measured).
++-1 codes (20,000 x 20,000 codes: 1 s on two cores). Measured on two busy cores: 20,000
+colour images of 64x64 checked in 3.5 s, MNIST's 70,000 (exact copies only) in 1.5 s.
 
 Near duplicates are sought only in images of at least 32 pixels a side: the hash of a smaller,
 sparse image says more about its class than about the picture (95% of MNIST's 28x28 test digits
@@ -42,16 +43,16 @@ def difference_hash(images: torch.Tensor) -> torch.Tensor:
         )
     codes = []
     for chunk in images.split(IMAGES_PER_CHUNK):
-        values = chunk.float()  # [n, C, H, W]
-        if values.shape[1] == 3:
-            weights = torch.tensor(LUMA).view(1, 3, 1, 1)
-            grey = (values * weights).sum(dim=1, keepdim=True)  # [n, 1, H, W]
-        else:
-            grey = values.mean(dim=1, keepdim=True)
+        # Resize first (uint8 in, uint8 out: torch's fast path, and 8-bit levels as PIL's), then
+        # mix the grey of 72 pixels: both steps are linear, so the order barely matters.
         small = F.interpolate(
-            grey, size=(HASH_SIZE, HASH_SIZE + 1), mode="bilinear", antialias=True
-        )  # [n, 1, 8, 9]
-        codes.append((small[..., 1:] > small[..., :-1]).flatten(1))  # [n, 64]
+            chunk, size=(HASH_SIZE, HASH_SIZE + 1), mode="bilinear", antialias=True
+        ).float()  # [n, C, 8, 9]
+        if small.shape[1] == 3:
+            grey = (small * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1)  # [n, 8, 9]
+        else:
+            grey = small.mean(dim=1)
+        codes.append((grey[..., 1:] > grey[..., :-1]).flatten(1))  # [n, 64]
     if not codes:
         return torch.zeros((0, HASH_SIZE * HASH_SIZE), dtype=torch.bool)
     return torch.cat(codes)
@@ -147,16 +148,19 @@ def find_duplicates(
     """
     if not 0 <= threshold < HASH_SIZE * HASH_SIZE // 2:
         raise ValueError(f"threshold must lie in [0, 32), got {threshold}.")
-    codes = {name: difference_hash(images) for name, (images, _) in splits.items()}
-    digests = {name: pixel_digests(images) for name, (images, _) in splits.items()}
     report = DuplicateReport(threshold, {name: len(ids) for name, (_, ids) in splits.items()})
     report.near_sought = all(
         min(images.shape[2:]) >= MIN_NEAR_SIDE for images, _ in splits.values()
     )
+    digests = {name: pixel_digests(images) for name, (images, _) in splits.items()}
+    codes = {
+        name: difference_hash(images) if report.near_sought else images.new_empty((len(ids), 0))
+        for name, (images, ids) in splits.items()
+    }
     for first, second in PAIRS:
         if first not in splits or second not in splits:
             continue
-        if not len(codes[first]) or not len(codes[second]):
+        if not len(digests[first]) or not len(digests[second]):
             continue
         first_ids, second_ids = splits[first][1], splits[second][1]
         twin = {}
