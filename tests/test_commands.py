@@ -22,6 +22,7 @@ WORKFLOW_ORDER = [
     "check",
     "lr-find",
     "train",
+    "tune",
     "calibrate",
     "evaluate",
     "predict",

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "check": "sanity-check a training set-up in seconds before training it",
     "lr-find": "the learning-rate range test: a plot and a suggested rate",
     "train": "train a model and write a run directory",
+    "tune": "search training settings with Optuna; each trial a run directory",
     "calibrate": "fit temperature and a two-class threshold on validation (RUN/calibration.json)",
     "evaluate": "score a trained run on a split and write RUN/eval/",
     "predict": "classify image files with a trained run",

@@ -28,23 +28,24 @@ directory is written. Exit status: 0 all passed, 1 a check failed, 2 bad input.
 """
 
 
-def add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """--config and one flag per TrainConfig field, as `cnnlab train` has them."""
+def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """--config and one flag per TrainConfig field, as `cnnlab train` has them, but `skip`."""
     parser.add_argument(
         "--config", metavar="FILE.toml", help="TOML file of defaults for the training flags"
     )
     settings = parser.add_argument_group("training settings (as `cnnlab train`)")
     defaults = {**TrainConfig().to_dict(), "recipe": "auto"}
     for field in dataclasses.fields(TrainConfig):
-        add_config_flag(settings, field, defaults[field.name])
+        if field.name not in skip:
+            add_config_flag(settings, field, defaults[field.name])
 
 
-def training_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The training flags given on the command line, by TrainConfig field name."""
+def training_settings(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The training flags given on the command line, by TrainConfig field name, but `skip`."""
     return {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
-        if hasattr(args, f.name)
+        if hasattr(args, f.name) and f.name not in skip
     }
 
 

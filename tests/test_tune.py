@@ -1,0 +1,245 @@
+"""`cnnlab tune`: the space file checked against `cnnlab train`'s settings; trials as ordinary run
+directories scored on validation only; a stopped search continues its study; median pruning
+stops a bad trial; best.toml trains the best trial's configuration; workers on PostgreSQL share
+one study and survive one of them being killed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.errors import ConfigError
+from cnnlab.tuning.space import load_space
+
+SPEC = "INPUT -> [CONV -> RELU -> POOL] -> FC"
+FLAGS = ["--data", "digits", "--model", SPEC, "--threads", "1", "--epochs", "2"]
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def optuna_study(out, name="cnnlab"):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("learning_rat = [0.1]", "learning_rat is not a `cnnlab train` setting (did you mean learning_rate?)"),
+        ("batch_size = {low = 16.5, high = 64}", "batch_size: low, high and step must be"),
+        ("optimizer = {low = 1, high = 2}", "optimizer is not a number setting; give a list"),
+        ("batch_size = ['a', 'b']", "batch_size = ['a', 'b'] is invalid: expected a non-empty list"),
+        ("learning_rate = {low = 0.0, high = 1.0, log = true}", "need low < high (and low > 0"),
+        ("learning_rate = {low = 0.1, hi = 1.0}", "a range takes low and high"),
+        ("learning_rate = 0.1", "expected a range"),
+        ("optimizer = ['sgd', 'adam']", "'adam' is not a valid value"),
+        ("epochs = {low = 0, high = 3}", "epochs: 0 is not a valid value"),
+    ],
+)  # fmt: skip
+def test_the_space_is_checked_against_the_training_settings_naming_the_key(
+    tmp_path, line, expected
+):
+    space = write(tmp_path / "space.toml", f"[space]\n{line}\n")
+    with pytest.raises(ConfigError) as error:
+        load_space(space)
+    assert expected in str(error.value)
+    assert str(space) in str(error.value)
+
+
+def test_a_setting_given_as_a_flag_cannot_also_be_searched(tmp_path, capsys):
+    space = write(tmp_path / "space.toml", "[space]\nlearning_rate = [0.1, 0.2]\n")
+    code = main(["tune", *FLAGS, "--learning-rate", "0.1", "--space", str(space),
+                 "--trials", "1", "--out", str(tmp_path / "t")])  # fmt: skip
+    assert code == 2
+    assert "learning_rate is searched and also given as --learning-rate" in capsys.readouterr().err
+
+
+def test_the_grid_of_a_space(tmp_path):
+    space = load_space(write(tmp_path / "s.toml", """[space]
+epochs = {low = 2, high = 9, step = 3}
+momentum = {low = 0.5, high = 0.9, step = 0.1}
+optimizer = ["sgd", "adamw"]
+learning_rate = {low = 0.01, high = 0.1, log = true}
+"""))  # fmt: skip
+    assert space["epochs"].grid() == list(range(2, 10, 3))  # [2, 5, 8]
+    np.testing.assert_allclose(space["momentum"].grid(), np.arange(0.5, 0.95, 0.1))
+    assert space["optimizer"].grid() == ["sgd", "adamw"]
+    with pytest.raises(ConfigError, match="grid needs a list or a step for learning_rate"):
+        space["learning_rate"].grid()
+
+
+def test_a_stopped_search_continues_its_study_without_repeating_trials(
+    tmp_path, capsys, one_torch_thread
+):
+    space = write(
+        tmp_path / "space.toml", "[space]\nlearning_rate = {low = 0.01, high = 0.3, log = true}\n"
+    )
+    out = tmp_path / "tune"
+    command = ["tune", *FLAGS, "--space", str(space), "--out", str(out), "--sampler", "random",
+               "--pruner", "none"]  # fmt: skip
+    assert main([*command, "--trials", "2"]) == 0
+    first = {t.number: (t.params, t.datetime_complete) for t in optuna_study(out).trials}
+    configs = {n: (out / "trials" / f"{n:04d}" / "config.json").read_text() for n in first}
+    assert main([*command, "--trials", "4"]) == 0
+    trials = optuna_study(out).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    for t in trials[:2]:  # the first two are kept, not run again
+        assert (t.params, t.datetime_complete) == first[t.number]
+        assert (out / "trials" / f"{t.number:04d}" / "config.json").read_text() == configs[t.number]
+    rates = [t.params["learning_rate"] for t in trials]
+    assert len(set(rates)) == 4 and all(0.01 <= r <= 0.3 for r in rates)
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0001", "0002", "0003"]
+    assert main([*command, "--trials", "4"]) == 0  # nothing left to do
+    assert len(optuna_study(out).trials) == 4
+    rows = json.loads((out / "trials.json").read_text())["trials"]
+    assert [r["params_learning_rate"] for r in rows] == rates
+    assert (out / "trials.csv").read_text().count("\n") == 5  # header and four trials
+    assert {"history.png", "importance.png", "parallel.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_trials_are_scored_on_validation_and_the_test_split_is_never_read(
+    tmp_path, capsys, monkeypatch, one_torch_thread
+):
+    from cnnlab.training import session
+
+    selected = []
+    select_split = session.select_split
+
+    def spy(dataset, record, split):
+        selected.append(split)
+        return select_split(dataset, record, split)
+
+    monkeypatch.setattr(session, "select_split", spy)
+    space = write(tmp_path / "space.toml", "[space]\nbatch_size = [32, 64]\n")
+    out = tmp_path / "tune"
+    code = main(["tune", *FLAGS, "--space", str(space), "--out", str(out), "--trials", "2",
+                 "--sampler", "grid", "--json"])  # fmt: skip
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert sorted(selected) == ["train", "train", "val", "val"]  # per trial: train and val only
+    for row in results["trials"]:
+        run = out / "trials" / f"{row['number']:04d}"
+        epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        best_val = max(r["val_accuracy"] for r in epochs if r.get("kind") == "epoch")
+        assert row["value"] == pytest.approx(best_val)  # the trial's value: its best epoch on val
+        assert not (run / "eval").exists()
+    assert sorted(r["params_batch_size"] for r in results["trials"]) == [32, 64]  # the grid
+
+
+def test_best_toml_trains_the_best_trials_configuration(tmp_path, capsys, one_torch_thread):
+    space = write(tmp_path / "space.toml", "[space]\nlearning_rate = [0.02, 0.1]\n")
+    out = tmp_path / "tune"
+    assert main(["tune", *FLAGS, "--space", str(space), "--out", str(out), "--trials", "2",
+                 "--sampler", "grid", "--model-options", "dropout=0.1", "--json"]) == 0  # fmt: skip
+    results = json.loads(capsys.readouterr().out)
+    best = max(results["trials"], key=lambda r: r["value"])
+    assert results["best"]["number"] == best["number"]
+    run = tmp_path / "again"
+    assert main(["train", "--config", str(out / "best.toml"), "--out", str(run), "--quiet"]) == 0
+    trained = json.loads((run / "config.json").read_text())["train"]
+    trial = json.loads((out / "trials" / f"{best['number']:04d}" / "config.json").read_text())
+    assert trained == trial["train"]
+    assert trained["learning_rate"] == best["params_learning_rate"]
+    assert trained["model_options"]["dropout"] == 0.1  # a fixed flag, kept
+
+
+def test_median_pruning_stops_a_trial_below_the_median_after_its_first_epoch(
+    tmp_path, capsys, one_torch_thread
+):
+    import optuna
+
+    out = tmp_path / "tune"
+    out.mkdir()
+    study = optuna.create_study(
+        storage=f"sqlite:///{out / 'study.db'}", study_name="cnnlab", direction="maximize"
+    )
+    for rate in (0.05, 0.05, 1e-6):  # two good trials, then one that cannot learn
+        study.enqueue_trial({"learning_rate": rate})
+    space = write(tmp_path / "space.toml", "[space]\nlearning_rate = {low = 1e-6, high = 0.1}\n")
+    code = main(["tune", "--data", "digits", "--model", SPEC, "--threads", "1", "--epochs", "3",
+                 "--space", str(space), "--out", str(out), "--trials", "3"])  # fmt: skip
+    assert code == 0
+    trials = optuna_study(out).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
+
+    def epoch_rows(number):
+        lines = (out / "trials" / f"{number:04d}" / "metrics.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r.get("kind") == "epoch"]
+
+    assert [len(epoch_rows(n)) for n in (0, 1, 2)] == [3, 3, 1]
+    median = np.median([epoch_rows(n)[0]["val_accuracy"] for n in (0, 1)])
+    assert epoch_rows(2)[0]["val_accuracy"] < median  # why it was pruned, by the oracle
+    assert trials[2].intermediate_values == {1: epoch_rows(2)[0]["val_accuracy"]}
+
+
+POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES", "postgresql://postgres@localhost/postgres")
+
+
+def _postgres_reachable() -> bool:
+    try:
+        import sqlalchemy
+
+        with sqlalchemy.create_engine(POSTGRES).connect():
+            return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CNNLAB_REQUIRE_POSTGRES") and not _postgres_reachable(),
+    reason=f"no PostgreSQL server at {POSTGRES} (CNNLAB_TEST_POSTGRES; .ci/run starts one)",
+)
+def test_two_workers_share_a_postgresql_study_and_survive_one_being_killed(tmp_path):
+    import optuna
+
+    assert _postgres_reachable(), f"CNNLAB_REQUIRE_POSTGRES is set but {POSTGRES} is unreachable"
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    space = write(
+        tmp_path / "space.toml", "[space]\nlearning_rate = {low = 0.01, high = 0.2, log = true}\n"
+    )
+    trials = 8
+
+    def worker(label):
+        command = [sys.executable, "-m", "cnnlab", "tune", "--data", "digits", "--model", SPEC,
+                   "--threads", "1", "--epochs", "4", "--space", str(space), "--trials",
+                   str(trials), "--out", str(tmp_path / label), "--storage", POSTGRES,
+                   "--study-name", name, "--heartbeat", "1", "--pruner", "none"]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    first, second = worker("a"), worker("b")
+    deadline = time.monotonic() + 120
+    while not any((tmp_path / "b" / "trials").glob("*/metrics.jsonl")):  # mid-trial: an epoch in
+        assert time.monotonic() < deadline and second.poll() is None, "worker b never trained"
+        time.sleep(0.05)
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output.decode()
+    study = optuna.load_study(study_name=name, storage=POSTGRES)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") >= trials
+    (killed,) = [t for t in study.trials if t.state.name == "FAIL"]  # b's trial, failed as stale
+    killed_run = tmp_path / "b" / "trials" / f"{killed.number:04d}"
+    assert killed_run.exists()
+    retries = [
+        t for t in study.trials
+        if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number
+    ]  # fmt: skip
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"  # run again, not lost
+    assert retries[0].params == killed.params
+    runs = [t.user_attrs["run"] for t in study.trials]
+    assert len(set(runs)) == len(runs)  # no trial ran twice under one number
+    optuna.delete_study(study_name=name, storage=POSTGRES)
