@@ -196,3 +196,29 @@ def test_compare_folds_keep_every_group_in_one_part():
     assert grouped.splits_fingerprint() != CompareSettings().splits_fingerprint()
     with pytest.raises(ConfigError, match="at least 13 groups"):
         make_folds(labels, CompareSettings(folds=13), groups)
+
+
+def test_too_few_groups_for_the_asked_share_are_said(tmp_path):
+    dataset = _load(patient_folder(tmp_path / "cells", {"": PATIENTS[:3]}))
+    with pytest.warns(UserWarning) as caught:
+        record = make_record(dataset, 0.1, seed=0, test_fraction=0.2, group_by="^[^_]+")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert messages[0].startswith("The test split (--test-fraction) has only 3 groups")
+    assert messages[1].startswith("The validation split (--val-fraction) has only 2 groups")
+    assert "takes 33% of the images instead of 20%" in str(caught[0].message)
+    assert record.groups["counts"] == {"train": 1, "val": 1, "test": 1}
+
+
+def test_compare_pools_carry_each_folder_images_group(tmp_path):
+    from cnnlab.compare.runner import CompareSettings, load_pool, make_folds
+
+    layout = {"train": PATIENTS[:7], "test": PATIENTS[7:]}
+    root = patient_folder(tmp_path / "cells", layout)
+    settings = CompareSettings(data=f"folder:{root}", folds=3, group_by="^[^_]+", curve=(1.0,))
+    pool = load_pool(settings)
+    dataset = _load(root)
+    files = dataset.files["train"] + dataset.files["test"]  # the pool's order: train, val, test
+    assert list(pool.groups) == [PurePosixPath(f).name.split("_")[0] for f in files]
+    for fold in make_folds(pool.labels, settings, pool.groups):
+        assert not set(pool.groups[fold.train]) & set(pool.groups[fold.test])

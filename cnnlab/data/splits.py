@@ -89,6 +89,14 @@ def stratified_group_split(
         warnings.simplefilter("ignore", UserWarning)
         rest, fold = next(folds.split(np.zeros(len(labels)), labels.cpu().numpy(), codes))
     carved = fold if fraction <= 0.5 else rest
+    share = len(carved) / len(labels)
+    if num_folds < round(1 / smaller) and abs(share - fraction) > fraction / 2:
+        warnings.warn(  # too few groups for the share asked: say what it is
+            f"The {what} has only {len(names)} groups to draw from, so it takes "
+            f"{share:.0%} of the images instead of {fraction:.0%}. Give more "
+            "groups (a finer --group-by) for a share closer to the one asked.",
+            stacklevel=2,
+        )
     in_carved = torch.zeros(len(labels), dtype=torch.bool)
     in_carved[torch.from_numpy(np.asarray(carved, dtype=np.int64))] = True
     return everything[~in_carved], everything[in_carved]
