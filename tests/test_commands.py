@@ -15,6 +15,7 @@ from cnnlab.commands import COMMANDS
 WORKFLOW_ORDER = [
     "datasets",
     "augment",
+    "duplicates",
     "models",
     "summary",
     "ops",

@@ -8,6 +8,7 @@ the one-line purpose `cnnlab --help` shows; `cnnlab.cli` reads it to build the p
 COMMANDS: dict[str, str] = {
     "datasets": "list data sets and where they were found",
     "augment": "write a PNG grid of augmented training images",
+    "duplicates": "find images copied or nearly copied across train, val and test",
     "models": "list the model registry",
     "summary": "layer-by-layer shapes, parameters, MACs and receptive fields",
     "ops": "apply the slides' image operations to images and draw every step",
@@ -23,6 +24,5 @@ COMMANDS: dict[str, str] = {
     "report": "write one self-contained, interactive HTML report of a run",
     "export": "write a trained run's model as ONNX for ONNX Runtime",
     "compare": "compare classifier pipelines on identical splits",
-    "duplicates": "find images copied or nearly copied across train, val and test",
     "cache": "list or clear the decoded-image cache",
 }
