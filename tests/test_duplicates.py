@@ -174,3 +174,17 @@ def test_the_duplicates_command_refuses_a_bad_distance(capsys):
 
     assert main(["duplicates", "--data", "digits", "--distance", "40"]) == 2
     assert "--distance 40 is invalid: use 0 to 31" in capsys.readouterr().err
+
+
+def test_the_duplicates_command_checks_a_trained_runs_splits(tmp_path, capsys):
+    import shutil
+
+    from cnnlab.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "run-0.1.0", run)  # digits, cnnlab 0.1.0
+    assert main(["duplicates", "--run", str(run), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    recorded = json.loads((run / "dataset.json").read_text())["class_counts"]
+    assert printed["images"] == {split: sum(counts) for split, counts in recorded.items()}
+    assert not printed["near_sought"]  # 8x8 digits: exact copies only

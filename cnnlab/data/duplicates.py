@@ -99,23 +99,25 @@ class DuplicateReport:
             p["kind"] == kind and (splits is None or p["splits"] == splits) for p in self.pairs
         )
 
-    def summary(self, listed_in: str) -> str:
-        """The one line shown before training."""
+    def summary(self, listed_in: str | None = None) -> str:
+        """The one line shown before training; `listed_in` names the JSON file of the pairs."""
         near = (
             f"no dHash within {self.threshold} bits"
             if self.near_sought
             else f"near copies not sought in images under {MIN_NEAR_SIDE} px"
         )
         if not self.pairs:
-            return f"duplicates across splits: none (no equal images, {near}); see {listed_in}"
+            where = f"; see {listed_in}" if listed_in else ""
+            return f"duplicates across splits: none (no equal images, {near}){where}"
         per_pair = ", ".join(
             f"{first}/{second} {n}"
             for first, second in PAIRS
             if (n := sum(p["splits"] == f"{first}/{second}" for p in self.pairs))
         )
+        where = f"; listed in {listed_in}" if listed_in else ""
         return (
             f"duplicates across splits: {self.count('exact')} exact, {self.count('near')} near "
-            f"({per_pair}); listed in {listed_in}"
+            f"({per_pair}){where}"
         )
 
     def to_dict(self) -> dict:
