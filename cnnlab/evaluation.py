@@ -61,6 +61,8 @@ def _lab_lines(metrics: dict) -> list[str]:
         threshold = binary["threshold"]
         rule = "argmax" if threshold is None else f"called when p >= {threshold:.4g}"
         lines.append(f"positive class     {binary['positive_class']} ({rule})")
+        if threshold is not None:
+            lines.append("(accuracy and the table use this threshold; top-k ranks the logits)")
         for key in ("sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc"):
             lines.append(
                 line(key.replace("_", " ").replace("pr auc", "pr auc (ap)"), key, binary[key])

@@ -130,6 +130,8 @@ def test_evaluate_and_predict_use_calibration_json(run, lesions, capsys):
         with Image.open(run / "eval" / name) as image:
             assert image.format == "PNG" and image.size[0] > 300
 
+    _, err = run_json(capsys, "evaluate", str(run), "--split", "val", "--bootstrap", "0", "--json")
+    assert "fitted on the val split, so its scores here are optimistic" in err
     files = [str(lesions / sample) for sample in sample_ids[:12]]
     found = _predict(run, capsys, files)
     assert [row["predicted"] for row in found] == [rows[s]["predicted"] for s in sample_ids[:12]]
