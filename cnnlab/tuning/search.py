@@ -106,17 +106,15 @@ def make_pruner(name: str) -> Any:
 def open_study(search: Search, direction: str) -> Any:
     """Create the study, or load it to continue; refuse one started with another space."""
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     url = search.storage or f"sqlite:///{(search.out / 'study.db').resolve()}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(
-            url,
-            heartbeat_interval=search.heartbeat,
-            grace_period=2 * search.heartbeat,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
+    storage = _connect(
+        url,
+        heartbeat_interval=search.heartbeat,
+        grace_period=2 * search.heartbeat,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+    )
     study = optuna.create_study(
         storage=storage,
         study_name=search.study_name,
@@ -136,6 +134,32 @@ def open_study(search: Search, direction: str) -> Any:
         )
     study.sampler = make_sampler(search, len(study.trials))
     return study
+
+
+def _connect(url: str, **options: Any) -> Any:
+    """Optuna's RDB storage at `url`. Workers that start together on a new database race to
+    create its tables; the loser sees them half made and tries again."""
+    import time
+
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **options)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0]
+            raise ConfigError(
+                f"--storage {url!r} cannot be opened: {reason}. Check the URL, that the server "
+                "is running, and for PostgreSQL `pip install cnnlab[postgres]`."
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def counted(study: Any) -> int:
