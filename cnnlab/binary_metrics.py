@@ -174,26 +174,26 @@ def _bootstrap_auc(
     scores: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor
 ) -> torch.Tensor:
     """ROC AUC of each resample [B] by Mann-Whitney: for each positive, the (weighted) share of
-    negatives scored below it, ties counting half. Weights are the resample's multiplicities."""
+    negatives scored below it, ties counting half. `indices` [B, N] come from
+    _stratified_indices for 0/1 targets: each row holds the n0 negatives' picks, then the n1
+    positives'. Where a score falls among the sorted negatives is found once per sample."""
     negatives = (targets == 0).nonzero().squeeze(1)
+    n0, resamples = len(negatives), len(indices)
     order = scores[negatives].argsort()
     negative_sorted = scores[negatives][order]  # [n0]
-    rank_of = torch.full((len(targets),), -1, dtype=torch.long)
-    rank_of[negatives[order]] = torch.arange(len(negatives))
-    n0 = len(negatives)
-    picked_negative = rank_of[indices]  # [B, N]; -1 for positives
-    resamples = len(indices)
+    rank = torch.zeros(len(targets), dtype=torch.long)
+    rank[negatives[order]] = torch.arange(n0)  # a negative's place among the sorted negatives
+    lower = torch.searchsorted(negative_sorted, scores, right=False)  # [N] negatives below
+    upper = torch.searchsorted(negative_sorted, scores, right=True)  # [N] ... or tied
     offsets = torch.arange(resamples)[:, None] * n0
-    counts = torch.bincount(
-        (picked_negative + offsets)[picked_negative >= 0], minlength=resamples * n0
-    ).reshape(resamples, n0)
-    below = torch.cat([torch.zeros(resamples, 1, dtype=torch.long), counts.cumsum(1)], dim=1)
-    is_positive = targets[indices] == 1  # the same count in every row (stratified)
-    values = scores[indices][is_positive].reshape(resamples, -1)  # [B, n1]
-    lower = torch.searchsorted(negative_sorted, values.contiguous(), right=False)
-    upper = torch.searchsorted(negative_sorted, values.contiguous(), right=True)
-    wins = below.gather(1, lower) + 0.5 * (below.gather(1, upper) - below.gather(1, lower))
-    return wins.double().sum(1) / (values.shape[1] * n0)
+    counts = torch.bincount((rank[indices[:, :n0]] + offsets).reshape(-1), minlength=resamples * n0)
+    below = torch.cat(  # [B, n0 + 1]: picks among the j lowest negatives
+        [torch.zeros(resamples, 1, dtype=torch.long), counts.reshape(resamples, n0).cumsum(1)], 1
+    )
+    positives = indices[:, n0:]  # [B, n1]
+    strictly = below.gather(1, lower[positives])
+    tied = below.gather(1, upper[positives]) - strictly
+    return (strictly + 0.5 * tied).double().sum(1) / (positives.shape[1] * n0)
 
 
 def bootstrap_intervals(

@@ -4,7 +4,6 @@ scaling against a grid search, and the vectorised stratified bootstrap against p
 scikit-learn."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -234,10 +233,3 @@ def test_multiclass_bootstrap_has_no_two_class_entries():
     targets = torch.randint(0, 3, (90,), generator=generator)
     result = bootstrap_intervals(targets.flip(0), targets, 3, resamples=50)
     assert set(result) == {"accuracy", "balanced_accuracy"}
-
-
-def test_bootstrap_of_ten_thousand_predictions_is_fast():
-    scores, targets = scored_case(10_000, seed=10)
-    start = time.perf_counter()
-    bootstrap_intervals((scores >= 0.5).long(), targets, 2, scores)  # 1000 resamples
-    assert time.perf_counter() - start < 5.0  # ~0.6 s here; generous for a loaded machine
