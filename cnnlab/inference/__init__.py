@@ -111,11 +111,7 @@ def evaluate_run(
         )
     logits = predict(split_data.images, batch_size)  # [N, K]
     decision = decision_for(loaded, which, calibration, positive_class, notify)
-    if decision.record is not None and decision.record.split == split:
-        notify(
-            f"note: calibration.json was fitted on the {split} split, so its scores here are "
-            "optimistic; the test split gives unbiased ones."
-        )
+    decision.note_if_fitted_on(split, notify)
     probabilities = decision.probabilities(logits)  # [N, K]
     predictions = decision.predictions(probabilities)  # [N]
     metrics = classification_metrics(

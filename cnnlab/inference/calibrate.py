@@ -65,6 +65,14 @@ class Decision:
         called = probabilities[:, self.positive] >= self.threshold
         return torch.where(called, self.positive, 1 - self.positive)
 
+    def note_if_fitted_on(self, split: str, notify: Callable[[str], None]) -> None:
+        """Scores on the split the calibration was fitted on are optimistic: say so."""
+        if self.record is not None and self.record.split == split:
+            notify(
+                f"note: calibration.json was fitted on the {split} split, so its scores here are "
+                "optimistic; the test split gives unbiased ones."
+            )
+
     def summary(self) -> dict[str, Any]:
         """What the evaluation JSON records about the decision."""
         return {
