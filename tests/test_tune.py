@@ -65,6 +65,27 @@ def test_a_setting_given_as_a_flag_cannot_also_be_searched(tmp_path, capsys):
     assert "learning_rate is searched and also given as --learning-rate" in capsys.readouterr().err
 
 
+def test_a_storage_that_cannot_be_opened_is_one_line_without_its_password(tmp_path, capsys):
+    space = write(tmp_path / "space.toml", "[space]\nlearning_rate = [0.1, 0.2]\n")
+    storage = "postgresql://me:secret@127.0.0.1:1/x"  # port 1: refused at once
+    code = main(["tune", *FLAGS, "--space", str(space), "--trials", "1", "--out",
+                 str(tmp_path / "t"), "--storage", storage])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--storage 'postgresql://me:***@127.0.0.1:1/x' cannot be opened" in err
+    assert "secret" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_study_continued_with_another_space_is_refused(tmp_path, capsys, one_torch_thread):
+    out = tmp_path / "t"
+    for rates, expected in (("[0.05]", 0), ("[0.05, 0.1]", 2)):
+        space = write(tmp_path / "space.toml", f"[space]\nlearning_rate = {rates}\n")
+        code = main(["tune", *FLAGS, "--space", str(space), "--trials", "1", "--out", str(out),
+                     "--epochs", "1"])  # fmt: skip
+        assert code == expected
+    assert "was started with another search space" in capsys.readouterr().err
+
+
 def test_the_grid_of_a_space(tmp_path):
     space = load_space(write(tmp_path / "s.toml", """[space]
 epochs = {low = 2, high = 9, step = 3}
@@ -188,13 +209,16 @@ POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES", "postgresql://cnnlab:cnnlab@lo
 
 
 def _postgres_reachable() -> bool:
-    try:
-        import sqlalchemy
+    import sqlalchemy
 
-        with sqlalchemy.create_engine(POSTGRES).connect():
+    engine = sqlalchemy.create_engine(POSTGRES)
+    try:
+        with engine.connect():
             return True
     except Exception:
         return False
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.skipif(

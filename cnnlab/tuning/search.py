@@ -106,15 +106,9 @@ def make_pruner(name: str) -> Any:
 def open_study(search: Search, direction: str) -> Any:
     """Create the study, or load it to continue; refuse one started with another space."""
     import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     url = search.storage or f"sqlite:///{(search.out / 'study.db').resolve()}"
-    storage = _connect(
-        url,
-        heartbeat_interval=search.heartbeat,
-        grace_period=2 * search.heartbeat,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-    )
+    storage = _connect(url, search.heartbeat)
     study = optuna.create_study(
         storage=storage,
         study_name=search.study_name,
@@ -129,37 +123,56 @@ def open_study(search: Search, direction: str) -> Any:
         study.set_user_attr("fixed", search.fixed)
     elif recorded != json.loads(json.dumps(space)):
         raise ConfigError(
-            f"the study {search.study_name!r} in {url} was started with another search space; "
+            f"the study {search.study_name!r} in {shown_url(url)} was started with another "
+            "search space; "
             "continue it with the same --space, or choose another --out / --study-name."
         )
     study.sampler = make_sampler(search, len(study.trials))
     return study
 
 
-def _connect(url: str, **options: Any) -> Any:
+def shown_url(url: str) -> str:
+    """The storage URL with its password hidden, for messages."""
+    import sqlalchemy.engine
+
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def _connect(url: str, heartbeat: int) -> Any:
     """Optuna's RDB storage at `url`. Workers that start together on a new database race to
     create its tables; the loser sees them half made and tries again."""
+    import gc
     import time
 
     import optuna
     import sqlalchemy.exc
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, **options)
+                warnings.simplefilter("ignore", ResourceWarning)  # a failed connection's
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 4:
                 raise
             time.sleep(0.5 + attempt)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
             reason = str(error).strip().splitlines()[0]
-            raise ConfigError(
-                f"--storage {url!r} cannot be opened: {reason}. Check the URL, that the server "
-                "is running, and for PostgreSQL `pip install cnnlab[postgres]`."
-            ) from None
-    raise AssertionError("unreachable")
+            break
+    with warnings.catch_warnings():  # the failed connection, collected now and quietly
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    raise ConfigError(
+        f"--storage {shown_url(url)!r} cannot be opened: {reason}. Check the URL, that the "
+        "server is running, and for PostgreSQL `pip install cnnlab[postgres]`."
+    )
 
 
 def counted(study: Any) -> int:
@@ -171,7 +184,7 @@ def run_search(search: Search, report: Callable[[str], None] = print) -> dict[st
     results. Returns the paths written."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial is reported here
     search.out.mkdir(parents=True, exist_ok=True)
     probe = TrainConfig.from_dict(search.fixed, source="tune flags")
     if probe.val_fraction == 0:
