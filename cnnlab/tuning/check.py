@@ -22,9 +22,10 @@ from cnnlab.runtime.predict import predict_logits, prepare
 from cnnlab.tuning.bench import Bench
 
 PROBE_IMAGES = 512  # images the normalisation and the initial loss are measured on
-SHORT_STEPS = 50  # the short training that every layer must move in
+SHORT_STEPS = 30  # the short training that every layer must move in
 OVERFIT_STEPS = 300  # at most, to fit the small batch
-SHUFFLED_STEPS = 150
+SHUFFLED_STEPS, SHUFFLED_BATCH = 100, 32  # enough to fit noise; a leak would show
+VAL_IMAGES = 2000  # at most, scored after the shuffled training
 MEAN_TOLERANCE, STD_RANGE = 0.25, (0.75, 1.33)
 INITIAL_LOSS_TOLERANCE = 0.25  # relative to ln(C)
 EXPLODING_CHANGE = 10.0  # a layer whose weights moved by 10x their norm in the short training
@@ -133,10 +134,18 @@ def check_initial_loss(bench: Bench) -> CheckResult:
     class weights leave that value unchanged, as they do for any uniform prediction."""
     classes = bench.record.num_classes
     expected = math.log(classes)
-    logits = predict_logits(bench.model, bench.train.images[:PROBE_IMAGES], bench.settings)
-    labels = bench.train.labels[:PROBE_IMAGES].cpu()
-    loss = bench.loss_fn.cpu()(logits, labels).item()
-    bench.loss_fn.to(bench.device)
+    # In training mode, as the first step sees it: batch norm uses the batch's statistics (its
+    # initial running ones would scale the activations arbitrarily); on a copy, which they change.
+    model = copy.deepcopy(bench.model).train()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, min(PROBE_IMAGES, len(bench.train.labels)), bench.config.batch_size):
+            stop = min(start + bench.config.batch_size, PROBE_IMAGES)
+            x = prepare(bench.train.images[start:stop], bench.settings)
+            labels = bench.train.labels[start:stop]
+            total += bench.loss_fn(model(x), labels).item() * len(labels)
+            count += len(labels)
+    loss = total / max(count, 1)
     passed = math.isfinite(loss) and abs(loss - expected) <= INITIAL_LOSS_TOLERANCE * expected
     message = f"loss at initialisation {loss:.3f}, ln({classes}) = {expected:.3f}"
     if not passed:
@@ -313,10 +322,11 @@ def check_shuffled_labels(bench: Bench) -> CheckResult:
     shuffled = copy.copy(bench)
     labels = bench.train.labels[permutation.to(bench.device)]
     shuffled.train = type(bench.train)(bench.train.images, labels, bench.train.sample_ids)
-    batches = shuffled.batches(bench.config.batch_size, bench.config.seed)
+    batches = shuffled.batches(SHUFFLED_BATCH, bench.config.seed)
     model, _, _ = _train_copy(shuffled, SHUFFLED_STEPS, batches)
-    val = bench.val.labels.cpu()
-    accuracy = predict_logits(model, bench.val.images, bench.settings).argmax(1) == val
+    val = bench.val.labels[:VAL_IMAGES].cpu()
+    images = bench.val.images[:VAL_IMAGES]
+    accuracy = predict_logits(model, images, bench.settings).argmax(1) == val
     accuracy = accuracy.float().mean().item()
     chance = torch.bincount(val).max().item() / len(val)  # always guessing the largest class
     limit = chance + max(0.05, 3 * math.sqrt(chance * (1 - chance) / len(val)))
