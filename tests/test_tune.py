@@ -130,6 +130,28 @@ def test_a_stopped_search_continues_its_study_without_repeating_trials(
     assert {"history.png", "importance.png", "parallel.png"} <= {p.name for p in out.iterdir()}
 
 
+def test_a_search_stopped_by_ctrl_c_runs_the_interrupted_trial_again(tmp_path, one_torch_thread):
+    space = write(tmp_path / "space.toml", "[space]\nlearning_rate = {low = 0.01, high = 0.3}\n")
+    out = tmp_path / "tune"
+    command = ["tune", "--data", "digits", "--model", SPEC, "--threads", "1", "--epochs", "10",
+               "--space", str(space), "--out", str(out), "--trials", "1"]  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *command], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "trials" / "0000" / "metrics.jsonl").exists():  # an epoch into trial 0
+        assert time.monotonic() < deadline and worker.poll() is None, worker.stderr.read()
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 2
+    assert "interrupted in trial 0; run the same `cnnlab tune` again" in err
+    assert main(command) == 0
+    trials = optuna_study(out).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
+
+
 def test_trials_are_scored_on_validation_and_the_test_split_is_never_read(
     tmp_path, capsys, monkeypatch, one_torch_thread
 ):
