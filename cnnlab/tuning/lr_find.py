@@ -46,7 +46,11 @@ class RangeTest:
         return self.suggestions.get(self.suggestion)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "suggested_learning_rate": self.suggested}
+        """As JSON takes it: a loss that overflowed or became NaN is null."""
+        data = asdict(self)
+        for key in ("losses", "smoothed"):
+            data[key] = [v if math.isfinite(v) else None for v in data[key]]
+        return {**data, "suggested_learning_rate": self.suggested}
 
 
 def sweep_rates(start_lr: float, end_lr: float, steps: int) -> np.ndarray:
