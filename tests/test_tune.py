@@ -291,3 +291,15 @@ def test_two_workers_share_a_postgresql_study_and_survive_one_being_killed(tmp_p
     runs = [t.user_attrs["run"] for t in study.trials]
     assert len(set(runs)) == len(runs)  # no trial ran twice under one number
     optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("median", "MedianPruner"), ("halving", "SuccessiveHalvingPruner"), ("none", "NopPruner")],
+)
+def test_each_pruner_flag_is_optunas_pruner(name, expected):
+    import optuna
+
+    from cnnlab.tuning.search import make_pruner
+
+    assert isinstance(make_pruner(name), getattr(optuna.pruners, expected))
