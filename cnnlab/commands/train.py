@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -63,6 +64,14 @@ def register(subparsers: Any) -> None:
         help="after training, score the best checkpoint on the test split in the same process, "
         "as `cnnlab evaluate RUN` would (writes eval/test.json)",
     )
+    run_group.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (data-parallel, one model): starts "
+        "`torchrun --standalone --nproc-per-node N -m cnnlab train ...` with the other flags; "
+        "--batch-size stays the global batch, split across the processes",
+    )
     run_group.add_argument("--json", action="store_true", help="print the final summary as JSON")
     run_group.add_argument("--quiet", action="store_true", help="no progress output")
     settings = parser.add_argument_group("training settings (TrainConfig fields)")
@@ -73,10 +82,18 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.training.process import restart_count, writes_files
     from cnnlab.training.run import train
 
     config, out = _resolve_config(args)
-    result = train(config, out, resume=bool(args.resume), show_progress=not args.quiet)
+    if args.nproc is not None:
+        return _launch(args.nproc)
+    resume = bool(args.resume) or _restarted(out, restart_count())
+    if resume and not args.resume:
+        config = _resolve_resumed(out, config)
+    result = train(config, out, resume=resume, show_progress=not args.quiet)
+    if not writes_files():  # another process of a torchrun group: rank 0 reports
+        return 128 + result.signal_number if result.status == "interrupted" else 0
     summary = {
         "run": str(result.run),
         "status": result.status,
@@ -99,6 +116,44 @@ def run(args: argparse.Namespace) -> int:
             print(f"Interrupted; resume with: cnnlab train --resume {result.run}", file=sys.stderr)
         return 128 + (result.signal_number or signal.SIGINT)
     return 0
+
+
+def _launch(processes: int) -> int:
+    """`--nproc N`: this same command under torchrun, N processes on this machine."""
+    import subprocess
+
+    if processes < 1:
+        raise CnnlabError(f"--nproc {processes}: give 1 or more processes.")
+    if "WORLD_SIZE" in os.environ:
+        raise CnnlabError("--nproc starts torchrun itself; under torchrun, leave it out.")
+    argv, skip = [], False
+    given = sys.argv[1:]
+    for arg in given[given.index("train") + 1 :] if "train" in given else given:
+        if skip or arg == "--nproc" or arg.startswith("--nproc="):
+            skip = arg == "--nproc" and not skip
+            continue
+        argv.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={processes}", "-m", "cnnlab", "train", *argv]  # fmt: skip
+    print(f"starting: torchrun --standalone --nproc-per-node={processes} -m cnnlab train "
+          + " ".join(argv), file=sys.stderr)  # fmt: skip
+    return subprocess.call(command)
+
+
+def _restarted(out: Path, restarts: int) -> bool:
+    """torchrun restarted the group after a failure: continue the run it was training."""
+    from cnnlab.run.paths import RunDir
+
+    return restarts > 0 and RunDir(out).has_training_state()
+
+
+def _resolve_resumed(out: Path, given: TrainConfig) -> TrainConfig:
+    from cnnlab.training.resolve import resume_config
+
+    print(f"torchrun restarted the group: resuming '{out}' from its newest good checkpoint",
+          file=sys.stderr)  # fmt: skip
+    return resume_config(out, {"data_dir": given.data_dir, "device": given.device,
+                               "threads": given.threads})  # fmt: skip
 
 
 def _resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:

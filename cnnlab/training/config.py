@@ -166,7 +166,14 @@ class _Settings:
         True, "keep images and activations in channels_last memory format (faster convolutions)"
     )
     threads: int | None = _option(
-        None, "CPU threads for torch (default: one per physical core, at most the cores available)"
+        None,
+        "CPU threads for torch (default: one per physical core, at most the cores available; "
+        "under torchrun the cores divided by the processes on this machine)",
+    )
+    sync_bn: bool = _option(
+        False,
+        "several processes (torchrun, --nproc) on CUDA: SyncBatchNorm, batch statistics over the "
+        "global batch; without it each process normalises over its own shard",
     )
     eval_batch_size: int = _option(1024, "images per batch when evaluating")
     augment: bool = _option(

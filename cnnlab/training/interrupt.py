@@ -42,14 +42,16 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def stop_on_signals(flag: StopFlag, progress: Progress) -> Iterator[None]:
-    """First SIGINT/SIGTERM: finish the step and checkpoint. A second SIGINT stops at once."""
+def stop_on_signals(flag: StopFlag, progress: Progress, at_once: bool = True) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the step and checkpoint. A second SIGINT stops at once
+    (`at_once`; not under torchrun, whose launcher passes a terminal's Ctrl-C on to processes
+    that have already seen it, and sends SIGKILL itself after its grace period)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signal_number: int, frame: Any) -> None:
-        if flag.signal_number is not None and signal_number == signal.SIGINT:
+        if at_once and flag.signal_number is not None and signal_number == signal.SIGINT:
             raise KeyboardInterrupt
         flag.request(signal_number)
 

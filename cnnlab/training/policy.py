@@ -16,7 +16,7 @@ import torch
 from cnnlab.errors import CnnlabError, TrainingAborted
 from cnnlab.run import checkpoints as ckpt
 from cnnlab.training.loop import EpochTotals, epoch_summary
-from cnnlab.training.process import writes_files
+from cnnlab.training.process import gather_objects, place, writes_files
 from cnnlab.training.session import Session, now
 
 
@@ -67,13 +67,16 @@ def save_position(session: Session, state: RunState, status: str) -> None:
             "stopped and the last good checkpoint is kept. Lower --learning-rate (or use "
             "--schedule onecycle for a warm-up) and train again."
         )
+    rng = _rng_state(session.device)
+    every_rng = gather_objects(rng)  # each process's random stream, for an exact restart
     if not writes_files():
         return
     training_state = {
         "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(),
         "scaler": session.scaler.state_dict() if session.scaler else None,
-        "rng": _rng_state(session.device),
+        "rng": rng,
+        **({"rng_ranks": every_rng} if len(every_rng) > 1 else {}),
         **state.to_dict(),
     }
     meta = {
@@ -82,6 +85,7 @@ def save_position(session: Session, state: RunState, status: str) -> None:
         "next_batch": state.next_batch,
         "global_step": state.global_step,
         "history": state.history,
+        "world_size": place().world,
         "saved_at": now(),
     }
     ckpt.save_numbered(
@@ -102,7 +106,7 @@ def restore(
         session.scheduler.load_state_dict(saved["scheduler"])
         if session.scaler is not None and saved.get("scaler"):
             session.scaler.load_state_dict(saved["scaler"])
-        _set_rng_state(saved["rng"])
+        _restore_rng(session, saved, int(checkpoint.meta.get("world_size", 1)))
         state = RunState.from_saved(saved, checkpoint.meta.get("history", []))
     except (KeyError, TypeError, ValueError) as error:
         raise CnnlabError(
@@ -189,6 +193,24 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return rng
+
+
+def _restore_rng(session: Session, saved: dict[str, Any], saved_world: int) -> None:
+    """Each process's random stream as saved; with another number of processes than the
+    checkpoint's, rank 0's and derived ones, and a line saying the run is no longer bit-exact."""
+    here = place()
+    ranks = saved.get("rng_ranks") or [saved["rng"]]
+    if saved_world == here.world and len(ranks) == here.world:
+        _set_rng_state(ranks[here.rank])
+        return
+    _set_rng_state(saved["rng"])
+    if here.rank:
+        torch.manual_seed(session.config.seed + 1_000_003 * here.rank + len(ranks))
+    session.progress.message(
+        f"the checkpoint was written by {saved_world} process(es) and is resumed by {here.world}: "
+        "the global batches and the learning-rate schedule are the same, each process's shard "
+        "and random stream are not, so the result is not bit-exact with an uninterrupted run"
+    )
 
 
 def _set_rng_state(rng: dict[str, Any]) -> None:

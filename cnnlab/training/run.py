@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cnnlab.data.augment import augmented_batches
-from cnnlab.data.loader import train_batches
 from cnnlab.runtime.progress import format_duration
 from cnnlab.training import policy
 from cnnlab.training.config import TrainConfig
@@ -23,7 +22,13 @@ from cnnlab.training.finetune import apply_freezing, train_mode
 from cnnlab.training.interrupt import StopFlag, stop_on_signals
 from cnnlab.training.loop import EpochTotals, epoch_summary, evaluate, train_one_epoch
 from cnnlab.training.policy import RunState
-from cnnlab.training.process import epoch_indices, writes_files
+from cnnlab.training.process import (
+    GroupStop,
+    augment_seed,
+    epoch_indices,
+    shard_batches,
+    writes_files,
+)
 from cnnlab.training.segments import finished_message, plan_resume, start_segment
 from cnnlab.training.session import Session, describe, open_session
 
@@ -52,11 +57,13 @@ def train(
     session = open_session(
         config, out, resume, stream or sys.stderr, show_progress and writes_files()
     )
+    if session.sync is not None:  # under torchrun: stop where every process agrees to
+        stop = session.sync.stop = GroupStop(stop)
     state, finished = _start(session, resume)
     if finished:  # resuming a finished run without --epochs: said so, nothing to do
         return _result(session, state, finished, stop)
     status = "running"
-    with stop_on_signals(stop, session.progress):
+    with stop_on_signals(stop, session.progress, at_once=session.sync is None):
         while status == "running" and state.epoch < config.epochs:
             status = run_epoch(session, state, stop)
     session.progress.close()
@@ -133,7 +140,7 @@ def run_epoch(session: Session, state: RunState, stop: StopFlag) -> str:
         session.loss_fn, session.settings, state.totals, should_stop=stop,
         after_step=after_step, scaler=session.scaler,
         max_nonfinite_steps=config.max_nonfinite_steps,
-        train_mode=train_mode(config, state.epoch),
+        train_mode=train_mode(config, state.epoch), sync=session.sync,
     )  # fmt: skip
     if state.next_batch < session.steps_per_epoch:  # stopped mid-epoch by a signal
         policy.save_position(session, state, "interrupted")
@@ -148,12 +155,12 @@ def epoch_batches(session: Session, state: RunState):
     """The (augmented) batches left in the current epoch, from its seeded order."""
     config, train = session.config, session.train
     order = epoch_indices(train.labels, config.sampler, config.seed, state.epoch)
-    batches = train_batches(train.images, train.labels, config.batch_size, order, state.next_batch)
+    batches = shard_batches(train.images, train.labels, config.batch_size, order, state.next_batch)
     if not session.augmentation.enabled:
         return batches
-    fill = session.record.normalization.mean
+    fill, seed = session.record.normalization.mean, augment_seed(config.seed)
     return augmented_batches(
-        batches, session.augmentation, fill, config.seed, state.epoch, state.next_batch
+        batches, session.augmentation, fill, seed, state.epoch, state.next_batch
     )
 
 

@@ -36,7 +36,7 @@ from cnnlab.run.splits import (
     split_duplicates,
 )
 from cnnlab.runtime.device import machine_description, resolve_device
-from cnnlab.runtime.fastpath import FastPath, choose_fast_path
+from cnnlab.runtime.fastpath import FastPath, available_cores, choose_fast_path
 from cnnlab.runtime.predict import StepSettings
 from cnnlab.runtime.progress import Progress
 from cnnlab.specs.recipes import RECIPES
@@ -48,7 +48,15 @@ from cnnlab.training.finetune import (
     starts_pretrained,
 )
 from cnnlab.training.optim import build_optimizer, build_scheduler
-from cnnlab.training.process import writes_files
+from cnnlab.training.process import (
+    Place,
+    StepSync,
+    join_group,
+    place,
+    process_device,
+    process_threads,
+    writes_files,
+)
 
 
 @dataclass
@@ -70,6 +78,7 @@ class Session:
     loss_fn: nn.Module
     settings: StepSettings
     progress: Progress
+    sync: StepSync | None = None  # under torchrun: what the processes agree on at every step
 
     @property
     def device(self) -> torch.device:
@@ -83,10 +92,11 @@ class Session:
 def open_session(
     config: TrainConfig, out: str | Path, resume: bool, stream: TextIO, show_progress: bool
 ) -> Session:
+    device = process_device(resolve_device(config.device))
+    here = join_group(device)
     run = _check_run_dir(RunDir(out), resume)
-    fast = choose_fast_path(
-        resolve_device(config.device), config.precision, config.channels_last, config.threads
-    )
+    threads = process_threads(config.threads, available_cores())
+    fast = choose_fast_path(device, config.precision, config.channels_last, threads)
     torch.manual_seed(config.seed)
     record, model_record, train, val = _data_and_spec(config, run, resume, stream)
     augmentation = resolve_augmentation(
@@ -96,7 +106,7 @@ def open_session(
     pretrained = None
     if starts_pretrained(config) and not resume:  # a resumed run's weights are in its checkpoint
         pretrained = load_start_weights(config, model, model_record.name)
-    model = model.to(fast.device)
+    model = group_model(model.to(fast.device), config, here)
     if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config, model)
@@ -111,12 +121,30 @@ def open_session(
         loss_fn=loss_function(config, record, fast.device),
         settings=StepSettings(normalizer(record), fast.precision, fast.channels_last),
         progress=Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress),
+        sync=StepSync() if here.distributed else None,
     )  # fmt: skip
     if not resume and writes_files():
         run.write_records(
             config_record(config, fast, augmentation, pretrained), record, model_record
         )
     return session
+
+
+def group_model(model: nn.Module, config: TrainConfig, here: Place) -> nn.Module:
+    """Under torchrun: SyncBatchNorm if asked (CUDA only, as PyTorch's is), and each process's own
+    random stream for dropout (rank 0 keeps the run's seed)."""
+    if not here.distributed:
+        return model
+    if config.sync_bn:
+        if next(model.parameters()).device.type != "cuda":
+            raise ConfigError(
+                "--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only. On CPUs leave "
+                "it out; each process then normalises over its own shard of the batch."
+            )
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if here.rank:
+        torch.manual_seed(config.seed + 1_000_003 * here.rank)
+    return model
 
 
 def _segment_epochs(run: RunDir, config: TrainConfig, resume: bool) -> int:
@@ -234,6 +262,15 @@ def config_record(
     }
     if pretrained is not None:  # what was loaded, the band adaptation, the preprocessing
         resolved["pretrained"] = pretrained
+    here = place()
+    if here.distributed:
+        resolved["distributed"] = {
+            "world_size": here.world,
+            "processes_per_machine": here.local_world,
+            "backend": "nccl" if fast.device.type == "cuda" else "gloo",
+            "global_batch_size": config.batch_size,
+            "sync_bn": config.sync_bn,
+        }
     return ConfigRecord(
         train=config.to_dict(),
         resolved=resolved,
@@ -242,6 +279,23 @@ def config_record(
         command=tuple(sys.argv),
         created=now(),
     )
+
+
+def describe_group(session: Session) -> list[str]:
+    here, config = place(), session.config
+    if not here.distributed:
+        return []
+    share = config.batch_size / here.world
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in session.model.modules())
+    norm = "" if not has_bn else (
+        "; SyncBatchNorm: batch statistics over the global batch" if config.sync_bn
+        else "; BatchNorm: each process normalises over its own shard (--sync-bn on CUDA)"
+    )  # fmt: skip
+    return [
+        f"distributed: {here.world} processes ({here.local_world} on this machine), "
+        f"{'nccl' if session.device.type == 'cuda' else 'gloo'}; global batch {config.batch_size} "
+        f"= {here.world} x ~{share:g} per process; learning rate not rescaled{norm}"
+    ]
 
 
 def now() -> str:
@@ -270,6 +324,7 @@ def describe(session: Session) -> list[str]:
         )
     parameters = sum(p.numel() for p in session.model.parameters())
     lines += [f"model {config.model}: {parameters:,} parameters", session.fast.describe()]
+    lines += describe_group(session)
     if session.augmentation.enabled:
         shown = ", ".join(f"{k}={v}" for k, v in session.augmentation.to_dict().items() if v)
         lines.append(f"augmentation: {shown}")
