@@ -65,6 +65,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=sys.stderr)
 
 
+class _CommandColumn(argparse.HelpFormatter):
+    """Command names in a column as wide as the longest: argparse measures the names without their
+    own indentation, so `duplicates` would otherwise push its purpose to the next line."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.choices:
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(
+                self._action_max_length, longest + self._current_indent + 2
+            )
+
+
 def build_parser(with_flags: Collection[str] = tuple(COMMANDS)) -> argparse.ArgumentParser:
     """The `cnnlab` parser. Only the commands in `with_flags` get their flags (and import what
     they need, torch for most); the others are listed by name and purpose, which is all that
@@ -74,6 +87,7 @@ def build_parser(with_flags: Collection[str] = tuple(COMMANDS)) -> argparse.Argu
         description="A workbench for convolutional neural networks for image classification: "
         "design, train, test and explain a CNN from a data set of labelled images.",
         epilog="Run `cnnlab COMMAND --help` for each command's options.",
+        formatter_class=_CommandColumn,
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {cnnlab.__version__}")
     subparsers = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
