@@ -182,17 +182,18 @@ class StepSync:
         """(finite everywhere, images, loss sum, correct) over all processes; shares stops."""
         import torch.distributed as dist
 
+        signal_number = self.stop.local_signal()
         values = torch.tensor(
-            [0.0 if finite else 1.0, float(self.stop.local_signal()), count,
+            [0.0 if finite else 1.0, 1.0 if signal_number else 0.0, signal_number, count,
              loss_sum if finite else 0.0, correct],
             dtype=torch.float64,
         )  # fmt: skip
-        flags, rest = values[:2].clone(), values[2:].clone()
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        dist.all_reduce(rest)
-        if flags[1] > 0 and self.stop.signal_number is None:
-            self.stop.signal_number = int(flags[1])
-        return bool(flags[0] == 0), int(rest[0]), float(rest[1]), int(rest[2])
+        dist.all_reduce(values)  # one call a step: sums of flags say "any"
+        nonfinite, stopping, signals, total, loss_total, correct_total = values.tolist()
+        if stopping and self.stop.signal_number is None:
+            mean = signals / stopping  # SIGINT or SIGTERM, the same in every process that has one
+            self.stop.signal_number = round(mean) if mean in (2, 15) else 15
+        return nonfinite == 0, round(total), loss_total, round(correct_total)
 
     def loss_weight(self, count: int, total: int) -> float:
         """DDP averages gradients over processes; weighting each shard's mean loss by its share
