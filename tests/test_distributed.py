@@ -156,3 +156,32 @@ def test_sigint_to_the_launcher_saves_once_and_one_process_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not bit-exact" in resumed.stderr
     assert epochs_logged(run) == list(range(1, 7))
+
+
+def test_two_machines_rendezvous_with_c10d(two_process_run, tmp_path):
+    """`--nnodes 2` as on two machines (both on localhost here, sharing the run directory): the
+    same run as two processes on one machine."""
+    straight, _ = two_process_run
+    run = tmp_path / "nodes"
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+            "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=cnnlab-test",
+            "-m", "cnnlab", "train", *flags(SETTINGS), "--threads=1", "--out", str(run),
+            "--quiet"]  # fmt: skip
+    launchers = [
+        subprocess.Popen(
+            node, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment()
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    outputs = [launcher.communicate(timeout=300)[0] for launcher in launchers]
+    assert [launcher.returncode for launcher in launchers] == [0, 0], outputs[0][-2000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["distributed"]["processes_per_machine"] == 1
+    assert epochs_logged(run) == [1, 2]
+    a, b = final_weights(straight), final_weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
