@@ -11,6 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnlab.commands import COMMANDS, common
+from cnnlab.specs.explain import (
+    EXPLAINER_NAMES,
+    POOLINGS,
+    PROJECTION_NAMES,
+    WHAT,
+    ExplainConfig,
+)
 
 EPILOG = """examples:
   cnnlab explain runs/fmnist                       # everything, t-SNE, test split
@@ -76,9 +83,6 @@ METAVARS = {"masks": "DIR|auto"}
 
 
 def register(subparsers: Any) -> None:
-    from cnnlab.explain import EXPLAINERS, PROJECTIONS, WHAT, ExplainConfig
-    from cnnlab.explain.features import POOLINGS
-
     parser = subparsers.add_parser(
         "explain",
         help=COMMANDS["explain"],
@@ -92,8 +96,8 @@ def register(subparsers: Any) -> None:
     defaults = ExplainConfig()
     common.add_run_argument(parser)
     common.add_split_flag(parser, defaults.split)
-    names = {"parts": ",".join(WHAT), "explainers": ",".join(EXPLAINERS.names())}
-    choices = {"method": PROJECTIONS.names(), "pooling": POOLINGS}
+    names = {"parts": ",".join(WHAT), "explainers": ",".join(sorted(EXPLAINER_NAMES))}
+    choices = {"method": sorted(PROJECTION_NAMES), "pooling": POOLINGS}
     for field in dataclasses.fields(ExplainConfig):
         if field.name not in SHARED:
             default = getattr(defaults, field.name)
@@ -135,7 +139,7 @@ def _add_field_flag(
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.explain import ExplainConfig, explain_run
+    from cnnlab.explain import explain_run
 
     fields = {f.name for f in dataclasses.fields(ExplainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}

@@ -10,24 +10,14 @@ import json
 import math
 import textwrap
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.commands import COMMANDS, common
-from cnnlab.data.images import load_image_file
 from cnnlab.errors import CnnlabError, ConfigError, UnknownNameError
-from cnnlab.ops import KERNELS
-from cnnlab.ops.pipeline import (
-    DEFAULT_PIPELINE,
-    STEP_KINDS,
-    KernelBankChoice,
-    StepResult,
-    parse_pipeline,
-    parse_size,
-    run_pipeline,
-)
+from cnnlab.specs.operations import DEFAULT_PIPELINE, NAMED_KERNELS, STEP_KINDS, parse_size
+
+if TYPE_CHECKING:
+    from cnnlab.ops.pipeline import KernelBankChoice, StepResult
 
 DEFAULT_MAX_SIDE = 512
 MAX_RANDOM_KERNELS = 64
@@ -65,7 +55,8 @@ def register(subparsers: Any) -> None:
         f"  {STEP_KINDS.get(c).usage():<32} {STEP_KINDS.get(c).title}" for c in STEP_KINDS
     )
     kernels = "\n".join(
-        f"  {n:<14} {KERNELS.get(n).description} [{KERNELS.get(n).slide}]" for n in KERNELS
+        f"  {k.name:<14} {k.description} [{k.slide}]"
+        for k in sorted(NAMED_KERNELS, key=lambda k: k.name)
     )
     parser = subparsers.add_parser(
         "ops",
@@ -120,6 +111,11 @@ def register(subparsers: Any) -> None:
 
 
 def run_ops_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from cnnlab.data.images import load_image_file
+    from cnnlab.ops.pipeline import parse_pipeline, run_pipeline
+
     steps = parse_pipeline(args.pipeline)  # errors before any image is read
     bank = _bank_choice(args)
     paths = [Path(p) for p in args.images]
@@ -150,6 +146,9 @@ def run_ops_command(args: argparse.Namespace) -> int:
 
 
 def _bank_choice(args: argparse.Namespace) -> KernelBankChoice:
+    from cnnlab.ops import KERNELS
+    from cnnlab.ops.pipeline import KernelBankChoice
+
     if args.random_bank:
         if not 1 <= args.random_bank <= MAX_RANDOM_KERNELS:
             raise ConfigError(
@@ -183,6 +182,8 @@ def _image_header(path: Path) -> tuple[str, tuple[int, int]]:
                 width, height = height, width
             return image.mode, (height, width)
     except Exception:  # let the loader say precisely what is wrong with the file
+        from cnnlab.data.images import load_image_file
+
         load_image_file(path, 1, (1, 1))
         raise
 
@@ -301,6 +302,8 @@ def _write_figure(
 
 def _draw_band(figure, axes, band, name: str, colour_bar: bool) -> None:
     """Grey for non-negative bands; blue-white-red centred on 0 for signed ones."""
+    import numpy as np
+
     low, high = float(band.min()), float(band.max())
     if low < 0:
         reach = max(-low, high, 1e-12)

@@ -6,10 +6,11 @@ on their own (hooks, features, projection, separability, neurons, cam, plots, ga
 
 from cnnlab.explain.cam import EXPLAINERS, Explainer, GradCAM, GradCAMPlusPlus, Occlusion, Saliency
 from cnnlab.explain.features import collect_features, default_layers
-from cnnlab.explain.hooks import INPUT, LAST_HIDDEN, hooks_attached
-from cnnlab.explain.pipeline import WHAT, ExplainConfig, explain_run
+from cnnlab.explain.hooks import hooks_attached
+from cnnlab.explain.pipeline import explain_run
 from cnnlab.explain.projection import PROJECTIONS, procrustes_align, project_layers
 from cnnlab.explain.separability import separability
+from cnnlab.specs.explain import INPUT, LAST_HIDDEN, WHAT, ExplainConfig
 
 __all__ = [
     "EXPLAINERS",

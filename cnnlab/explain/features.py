@@ -16,16 +16,13 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.hooks import (
-    INPUT,
-    LAST_HIDDEN,
     ForwardHook,
     ForwardPreHook,
     classifier_name,
     hooks_attached,
 )
 from cnnlab.runtime.predict import StepSettings, autocast, prepare
-
-POOLINGS = ("flatten", "gap")
+from cnnlab.specs.explain import INPUT, LAST_HIDDEN, POOLINGS
 
 
 @dataclass

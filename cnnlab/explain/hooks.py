@@ -14,10 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-
-INPUT = "input"
-LAST_HIDDEN = "last_hidden"
-PSEUDO_LAYERS = (INPUT, LAST_HIDDEN)
+from cnnlab.specs.explain import PSEUDO_LAYERS
 
 # A hook gets (module, inputs, output) and may return a replacement output, as in torch.
 ForwardHook = Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]

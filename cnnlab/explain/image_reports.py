@@ -19,8 +19,6 @@ from cnnlab.explain.galleries import (
     to_rgb,
 )
 from cnnlab.explain.hooks import (
-    INPUT,
-    LAST_HIDDEN,
     classifier_name,
     first_conv_name,
     get_layer,
@@ -28,6 +26,7 @@ from cnnlab.explain.hooks import (
 )
 from cnnlab.fileio import atomic_write_json
 from cnnlab.runtime.predict import StepSettings, prepare
+from cnnlab.specs.explain import INPUT, LAST_HIDDEN
 
 if TYPE_CHECKING:
     from cnnlab.run.splits import SplitData

@@ -16,70 +16,18 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.cam import EXPLAINERS
 from cnnlab.explain.features import (
-    POOLINGS,
     LayerFeatures,
     collect_features,
     default_layers,
     sample_indices,
 )
-from cnnlab.explain.hooks import LAST_HIDDEN
-from cnnlab.explain.projection import PROJECTIONS, project_layers
+from cnnlab.explain.projection import project_layers
 from cnnlab.fileio import atomic_write_json
 from cnnlab.run.load import LoadedRun, load_run, model_spec
 from cnnlab.runtime.predict import StepSettings
 from cnnlab.runtime.progress import Progress, format_duration
-
-WHAT = ("features", "separability", "neurons", "activations", "filters", "cam")
-
-
-@dataclass(frozen=True)
-class ExplainConfig:
-    """What `cnnlab explain` does; each field is the flag of the same name."""
-
-    split: str = "test"
-    layers: tuple[str, ...] = ()  # empty: input, every feature_layers entry, last hidden layer
-    method: str = "tsne"
-    what: tuple[str, ...] = WHAT
-    max_points: int | None = 10_000
-    seed: int = 0
-    untrained: bool = False
-    pooling: str = "flatten"
-    max_features: int = 2048
-    neighbours: int = 5
-    neuron_layers: tuple[str, ...] = (LAST_HIDDEN,)
-    neuron_classes: tuple[str, ...] = ()  # empty: the first 20 classes, one panel each
-    cam_methods: tuple[str, ...] = ("gradcam", "gradcam++", "saliency", "occlusion")
-    cam_layer: str | None = None
-    image_index: int = 0
-    per_cell: int = 6
-    masks: str | None = None
-    checkpoint: str = "best"
-    device: str = "auto"
-    data: str | None = None
-    data_dir: str | None = None
-    batch_size: int = 500
-
-    def check(self) -> None:
-        unknown = sorted(set(self.what) - set(WHAT))
-        if unknown:
-            raise CnnlabError(
-                f"--what has unknown part(s) {', '.join(map(repr, unknown))}; choose from "
-                f"{', '.join(WHAT)} (comma-separated)."
-            )
-        PROJECTIONS.get(self.method)
-        for name in self.cam_methods:
-            EXPLAINERS.get(name)
-        if self.pooling not in POOLINGS:
-            raise CnnlabError(f"--pooling must be one of {', '.join(POOLINGS)}.")
-        if self.masks not in (None, "auto") and not Path(self.masks).is_dir():
-            raise CnnlabError(
-                f"--masks '{self.masks}' is not a folder. Give the folder of object masks that "
-                "mirrors the images (see `cnnlab explain --help`), or 'auto' to derive them."
-            )
-        if self.max_features < 1 or self.neighbours < 1 or self.per_cell < 1:
-            raise CnnlabError("--max-features, --neighbours and --per-cell must be at least 1.")
+from cnnlab.specs.explain import ExplainConfig
 
 
 @dataclass

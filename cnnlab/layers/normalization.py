@@ -8,12 +8,11 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.ops.normalization import (
-    BATCH_STATISTICS,
-    LINEAR_NORMALIZATION_MODES,
     batch_normalization,
     divisive_normalization,
     linear_normalization,
 )
+from cnnlab.specs.operations import BATCH_STATISTICS, LINEAR_NORMALIZATION_MODES
 
 
 class DivisiveNormalization(nn.Module):

@@ -14,6 +14,7 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.ops.adjacency import _pair
 from cnnlab.registry import Registry
+from cnnlab.specs.operations import NAMED_KERNELS
 
 
 @dataclass(frozen=True)
@@ -32,42 +33,9 @@ class NamedKernel:
 KERNELS: Registry[NamedKernel] = Registry("kernel")
 
 
-def _add(name: str, rows: list[list[float]], description: str, slide: str) -> None:
-    KERNELS.add(name, NamedKernel(name, tuple(tuple(r) for r in rows), description, slide))
-
-
-_add("identity", [[0, 0, 0], [0, 1, 0], [0, 0, 0]], "copies the image", "002, 004")
-_add(
-    "sobel-x",
-    [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
-    "x gradient, > 0 where dark turns bright to the right (dx)",
-    "000, 003",
-)
-_add(
-    "sobel-y",
-    [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
-    "y gradient, > 0 where dark turns bright downwards (Sobel bottom, dy)",
-    "002, 003",
-)
-_add(
-    "sobel-left",
-    [[1, 0, -1], [2, 0, -2], [1, 0, -1]],
-    "minus sobel-x, > 0 where bright turns dark to the right (Sobel left)",
-    "002",
-)
-_add("outline", [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], "edges in all directions", "002, 004")
-_add("laplacian", [[0, 1, 0], [1, -4, 1], [0, 1, 0]], "edges, 4-neighbour Laplacian", "004")
-_add("edge-diagonal", [[1, 0, -1], [0, 0, 0], [-1, 0, 1]], "diagonal edges", "004")
-_add("sharpen", [[0, -1, 0], [-1, 5, -1], [0, -1, 0]], "enhances detail", "004")
-_add("box-blur", [[1 / 9] * 3] * 3, "mean of the 3 x 3 neighbourhood", "004")
-_add(
-    "gaussian-blur",
-    [[1 / 16, 2 / 16, 1 / 16], [2 / 16, 4 / 16, 2 / 16], [1 / 16, 2 / 16, 1 / 16]],
-    "weighted mean, approximating a Gaussian",
-    "003, 004",
-)
-_add("lighten", [[0, 0, 0], [0, 2, 0], [0, 0, 0]], "doubles every value", "002")
-_add("darken", [[0, 0, 0], [0, 0.5, 0], [0, 0, 0]], "halves every value", "002")
+for _spec in NAMED_KERNELS:
+    KERNELS.add(_spec.name, NamedKernel(_spec.name, _spec.rows, _spec.description, _spec.slide))
+del _spec
 
 
 def kernel_bank(

@@ -12,8 +12,6 @@ import torch.nn.functional as F
 from cnnlab.errors import ConfigError
 from cnnlab.ops.adjacency import Adjacency, _check_images, _pair, neighbourhood_values
 
-LINEAR_NORMALIZATION_MODES = ("image", "set")
-BATCH_STATISTICS = ("pixel", "channel")
 SLIDES_DIVISIVE_KERNEL_SIZE = (5, 25)  # (height, width): the slides' C has w = 25 and h = 5
 
 

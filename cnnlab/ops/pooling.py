@@ -16,8 +16,7 @@ from cnnlab.ops.adjacency import (
     neighbourhood_values,
     rectangular_adjacency,
 )
-
-POOLING_MODES = ("max", "min", "average")
+from cnnlab.specs.operations import POOLING_MODES
 
 
 def min_pool2d(
