@@ -22,7 +22,7 @@ CONFIG_KEYS = (
     "data data_dir download image_size aspect channels test_fraction split_seed group_by "
     "check_duplicates strict cache "
     "recipe model model_options dropout pretrained weights freeze_epochs lr_decay_per_stage "
-    "freeze_bn epochs batch_size optimizer learning_rate momentum "
+    "freeze_bn epochs time_budget batch_size optimizer learning_rate momentum "
     "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing "
     "class_weighted_loss sampler val_fraction monitor early_stopping max_nonfinite_steps "
     "checkpoint_every_steps seed device precision channels_last threads sync_bn eval_batch_size "

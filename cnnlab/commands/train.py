@@ -22,15 +22,19 @@ EPILOG = """examples:
   CNNLAB_DATA=../shared/datasets cnnlab train --data fashion-mnist --model lenet5 \\
       --epochs 15 --out runs/fmnist-lenet
   cnnlab train --config recipe.toml --learning-rate 0.1 --out runs/try2
+  cnnlab train --data folder:~/images/cells --time-budget 10m --out runs/cells
   cnnlab train --resume runs/fmnist-lenet      # continue after Ctrl-C or a crash
   cnnlab train --resume runs/fmnist-lenet --epochs 25   # a finished run: train on to 25 epochs
 
 A TOML file given with --config sets defaults for any of the long flags (names with - or _,
-optionally inside a [train] table); flags on the command line override it. Ctrl-C (or SIGTERM)
-finishes the current step, saves a checkpoint and exits with status 130 (143); --resume continues
-from it and ends with the same weights as an uninterrupted run on the CPU. A finished run (complete
-or stopped early) is extended with --resume RUN --epochs N: the added epochs are a new segment with
-a fresh schedule of the same kind (config.json "segments", an "extended" event in metrics.jsonl).
+optionally inside a [train] table); flags on the command line override it. Before a folder is
+decoded, a line estimates the decoding and training time from measured speed; --time-budget picks
+the image size, width and epochs that fit (config.json resolved.time_budget says why). Ctrl-C (or
+SIGTERM) finishes the current step, saves a checkpoint and exits with status 130 (143); --resume
+continues from it and ends with the same weights as an uninterrupted run on the CPU. A finished run
+(complete or stopped early) is extended with --resume RUN --epochs N: the added epochs are a new
+segment with a fresh schedule of the same kind (config.json "segments", an "extended" event in
+metrics.jsonl).
 """
 
 
@@ -87,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     config, out = _resolve_config(args)
     if args.nproc is not None:
+        if config.time_budget:  # planned once here, for every process of the group
+            from cnnlab.training.budget import export_plan
+
+            export_plan(config, None if args.quiet else sys.stderr)
         return _launch(args.nproc)
     resume = bool(args.resume) or _restarted(out, restart_count())
     if resume and not args.resume:

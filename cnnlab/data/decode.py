@@ -97,6 +97,11 @@ def cache_key(root: Path, files: list[str], preprocess: Preprocess) -> str:
     return digest.hexdigest()[:32]
 
 
+def is_cached(root: Path, files: list[str], preprocess: Preprocess) -> bool:
+    """Whether decode_files would read these files from the cache instead of decoding them."""
+    return _paths(cache_key(root, files, preprocess))[1].exists()
+
+
 def _decode_all(
     root: Path, files: list[str], preprocess: Preprocess, workers: int | None
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:

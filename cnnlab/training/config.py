@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
@@ -114,6 +115,14 @@ class _Settings:
     )
     freeze_bn: bool = _option(False, "keep batch-norm statistics fixed (eval mode) while training")
     epochs: int = _option(10, "number of passes over the training split")
+    time_budget: str | None = _option(
+        None,
+        "finish training within this time, e.g. 10m, 90s or 1h30m: the decoding and training "
+        "speed are measured first, then the image size (folders), the width (small-cnn) and the "
+        "epochs (at most --epochs) chosen to fit, and training stops at an epoch's end if time "
+        "runs out (resumable); decoding comes on top. The choice and why: config.json "
+        "resolved.time_budget",
+    )
     batch_size: int = _option(128, "images per optimiser step")
     optimizer: str = _option("sgd", "optimiser", choices=("sgd", "adamw"))
     learning_rate: float | None = _option(
@@ -240,6 +249,8 @@ class TrainConfig(_SettingsAndAugmentation):
             value = getattr(self, name)
             expected = "" if value is None else out_of_range(name, value)
             checks.append((not expected, name, expected))
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
         if self.image_size is not None:
             from cnnlab.data.folder import parse_image_size  # imports torch: only when needed
 
@@ -327,6 +338,24 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             f"not {type(table).__name__} {table!r:.40}."
         )
     return dict(table)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m(?:in)?)?(?:(\d+(?:\.\d*)?)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '10m', '90s', '1h30m', '1.5h', '2m30s'."""
+    match = _DURATION.fullmatch(str(text).strip().lower().replace(" ", ""))
+    if match is None or not any(match.groups()):
+        raise ConfigError(
+            f"--time-budget {text!r} is invalid: give a duration with units, such as 10m, 90s "
+            "or 1h30m."
+        )
+    hours, minutes, seconds = (float(group or 0) for group in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"--time-budget {text!r} is invalid: it must be longer than 0 s.")
+    return total
 
 
 def parse_model_option(text: str) -> tuple[str, Any]:

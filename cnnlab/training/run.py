@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from cnnlab.data.augment import augmented_batches
 from cnnlab.runtime.progress import format_duration
-from cnnlab.training import policy
+from cnnlab.training import budget, policy
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.finetune import apply_freezing, train_mode
 from cnnlab.training.interrupt import StopFlag, stop_on_signals
@@ -36,7 +36,7 @@ from cnnlab.training.session import Session, describe, open_session
 @dataclass
 class TrainResult:
     run: Path
-    status: str  # "complete", "early-stopped" or "interrupted"
+    status: str  # "complete", "early-stopped", "time-budget" or "interrupted"
     epochs_done: int
     global_step: int
     best: dict[str, Any] | None
@@ -53,10 +53,13 @@ def train(
     show_progress: bool = True,
     stream: TextIO | None = None,
 ) -> TrainResult:
-    stop = stop or StopFlag()
-    session = open_session(
-        config, out, resume, stream or sys.stderr, show_progress and writes_files()
-    )
+    stop, stream, started = stop or StopFlag(), stream or sys.stderr, time.perf_counter()
+    planned: dict[str, Any] = {}
+    if not resume:  # --time-budget's plan, or a folder's time estimate, before the data loads
+        shown = stream if show_progress and writes_files() else None
+        config, planned = budget.before_training(config, shown)
+    session = open_session(config, out, resume, stream, show_progress and writes_files(), planned)
+    clock = budget_clock(session, planned, started)
     if session.sync is not None:  # under torchrun: stop where every process agrees to
         stop = session.sync.stop = GroupStop(stop)
     state, finished = _start(session, resume)
@@ -65,7 +68,10 @@ def train(
     status = "running"
     with stop_on_signals(stop, session.progress, at_once=session.sync is None):
         while status == "running" and state.epoch < config.epochs:
+            began = time.perf_counter()
             status = run_epoch(session, state, stop)
+            if status == "running" and clock is not None:
+                status = check_budget(session, state, clock, time.perf_counter() - began)
     session.progress.close()
     if status == "running":
         status = "complete"
@@ -74,6 +80,35 @@ def train(
             session, {"kind": "end", "status": status, **policy.best_summary(session, state)}
         )
     return _result(session, state, status, stop)
+
+
+def budget_clock(
+    session: Session, planned: dict[str, Any], started: float
+) -> budget.BudgetClock | None:
+    """A planned --time-budget's clock, from the start of planning; decoding does not count. A
+    resumed run trains to its end (its budget was the first segment's)."""
+    if "time_budget" not in planned:
+        return None
+    preprocess = session.record.preprocess
+    decoding = 0.0 if preprocess.get("from_cache") else preprocess.get("decode_seconds", 0.0)
+    return budget.BudgetClock(planned["time_budget"]["budget_seconds"], started, decoding)
+
+
+def check_budget(
+    session: Session, state: RunState, clock: budget.BudgetClock, epoch_seconds: float
+) -> str:
+    """After an epoch: "time-budget" if the next one would end past the budget (its checkpoint,
+    saved as running, resumes it), else "running"."""
+    if not clock.out_of_time(epoch_seconds, session.device):
+        return "running"
+    policy.log(session, policy.event("time-budget", state, None))
+    session.progress.message(
+        f"Stopped by --time-budget after epoch {state.epoch}: {format_duration(clock.elapsed())} "
+        f"of training, and another epoch (~{format_duration(epoch_seconds)}) would pass "
+        f"{format_duration(clock.budget_seconds)}. Continue with: cnnlab train --resume "
+        f"{session.run.path}"
+    )
+    return "time-budget"
 
 
 def _start(session: Session, resume: bool) -> tuple[RunState, str | None]:

@@ -90,8 +90,15 @@ class Session:
 
 
 def open_session(
-    config: TrainConfig, out: str | Path, resume: bool, stream: TextIO, show_progress: bool
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool,
+    stream: TextIO,
+    show_progress: bool,
+    planned: dict | None = None,
 ) -> Session:
+    """`planned`: what was decided before the data was loaded (training/budget.py), for
+    config.json's `resolved`."""
     device = process_device(resolve_device(config.device))
     here = join_group(device)
     run = _check_run_dir(RunDir(out), resume)
@@ -125,7 +132,7 @@ def open_session(
     )  # fmt: skip
     if not resume and writes_files():
         run.write_records(
-            config_record(config, fast, augmentation, pretrained), record, model_record
+            config_record(config, fast, augmentation, pretrained, planned), record, model_record
         )
     return session
 
@@ -253,12 +260,14 @@ def config_record(
     fast: FastPath,
     augmentation: Augmentation,
     pretrained: dict | None = None,
+    planned: dict | None = None,
 ) -> ConfigRecord:
     resolved = {
         "learning_rate": config.resolved_learning_rate,
         "device": str(fast.device),
         "fast_path": fast.to_dict(),
         "augmentation": augmentation.to_dict(),
+        **(planned or {}),
     }
     if pretrained is not None:  # what was loaded, the band adaptation, the preprocessing
         resolved["pretrained"] = pretrained
