@@ -49,7 +49,7 @@ WARMUP_STEPS, TIMED_STEPS = 1, 3
 MEASURE_BATCH = 32  # images per timed step (at most --batch-size): per-image cost is much the same
 EVAL_SPEEDUP = 3.0  # a validation image costs about a third of a training image (no backward)
 LONG_RUN_SECONDS = 30 * 60  # estimates above this say so and suggest --time-budget
-ESTIMATE_ABOVE = 20_000  # image passes (train images x epochs) of runs too short to estimate
+ESTIMATE_ABOVE = 5_000  # image passes (train images x epochs) of runs too short to estimate
 PLAN_VARIABLE = "CNNLAB_TIME_BUDGET_PLAN"  # --nproc: the plan made once, for every process
 RULE = (
     f"candidates in order of preference: larger images first (never above the images' own size), "
