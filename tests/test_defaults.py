@@ -25,8 +25,8 @@ CONFIG_KEYS = (
     "freeze_bn epochs time_budget batch_size optimizer learning_rate momentum "
     "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing "
     "class_weighted_loss sampler val_fraction monitor early_stopping max_nonfinite_steps "
-    "checkpoint_every_steps seed device precision channels_last threads sync_bn eval_batch_size "
-    "augment "
+    "checkpoint_every_steps layer_stats seed device precision channels_last threads sync_bn "
+    "eval_batch_size augment "
     "hflip vflip crop_padding rotate scale pad_fill brightness contrast noise erase"
 ).split()
 

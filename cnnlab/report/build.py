@@ -31,6 +31,7 @@ def build_sections(inputs: ReportInputs) -> list[Section]:
         tr.run_section(inputs),
         tr.data_section(inputs, colours),
         tr.curves_section(inputs),
+        tr.layers_section(inputs),
         tr.model_section(inputs),
         ev.metrics_section(inputs),
         ev.confusion_section(inputs, colours),

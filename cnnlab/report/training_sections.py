@@ -1,9 +1,10 @@
 """The report's first sections: the run (command, settings, versions, machine, duration), its
-data, its training curves and its model, from config.json, dataset.json, metrics.jsonl and
-model.json."""
+data, its training curves, its layer statistics and its model, from config.json, dataset.json,
+metrics.jsonl, layer_stats.jsonl and model.json."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 from typing import Any
@@ -12,6 +13,7 @@ from cnnlab.report import charts
 from cnnlab.report.collect import ReportInputs, missing
 from cnnlab.report.html import Section, chart_slot, figure, pairs, paragraph, table, thumb
 from cnnlab.report.images import tensor_data_uri, thumbnail_uris
+from cnnlab.run import layer_stats
 
 SAMPLES_PER_CLASS = 8
 
@@ -140,6 +142,66 @@ def curves_section(inputs: ReportInputs) -> Section:
     for index, chart in enumerate(charts.curves_charts(inputs.rows)):
         section.charts[f"curve-{index}"] = chart
         section.body += chart_slot(f"curve-{index}")
+    return section
+
+
+LAYER_COLUMNS = (  # (key in a row of layer_stats.jsonl, column)
+    ("weight_norm", "weight norm"),
+    ("grad_norm", "gradient norm"),
+    ("update_ratio", "update / weight"),
+    ("mean", "output mean"),
+    ("sd", "output sd"),
+    ("dead", "dead units"),
+    ("saturated", "saturated"),
+)
+
+
+def _still_layers(rows: list[dict[str, Any]]) -> list[str]:
+    """Layers whose weights never changed in any recorded step (frozen, or cut off)."""
+    ratios: dict[str, list[float]] = {}
+    for row in rows:
+        for layer, values in row["layers"].items():
+            if values.get("update_ratio") is not None:
+                ratios.setdefault(layer, []).append(values["update_ratio"])
+    return [layer for layer, found in ratios.items() if not any(found)]
+
+
+def layers_section(inputs: ReportInputs) -> Section:
+    """RUN/layer_stats.jsonl (`train --layer-stats N`): its picture, the last record as a table
+    and the layers that never moved."""
+    section = Section("layers", "Layer statistics")
+    rows = layer_stats.read_rows(inputs.run)
+    if not rows:
+        section.body = paragraph(
+            "No layer statistics were recorded. `cnnlab train --layer-stats N` records, every N "
+            "steps, each layer's weight and gradient norms, its update-to-weight ratio and its "
+            "outputs on a fixed probe batch."
+        )
+        return section
+    png = base64.b64encode(layer_stats.render_png(rows)).decode("ascii")
+    last = rows[-1]
+    section.body = paragraph(
+        f"{len(rows)} records, every {rows[1]['step'] - rows[0]['step'] if len(rows) > 1 else '?'}"
+        " steps. The update-to-weight ratio ||w after - w before|| / ||w before|| of one step is "
+        "around 1e-3 in healthy training (dotted line); far below, the layer barely learns; far "
+        "above, the learning rate is likely too high. Outputs are measured in eval mode on the "
+        "same validation images every time; a dead unit is zero on all of them."
+    ) + figure("data:image/png;base64," + png, "Layer statistics over the training steps")
+    still = _still_layers(rows)
+    if still:
+        section.body += paragraph(
+            f"These layers' weights never changed in a recorded step: {', '.join(still)}."
+        )
+    table_rows = [
+        (
+            layer,
+            *("–" if values.get(key) is None else f"{values[key]:.3g}" for key, _ in LAYER_COLUMNS),
+        )
+        for layer, values in last["layers"].items()
+    ]
+    section.body += f"<h3>At step {last['step']} (epoch {last['epoch']})</h3>" + table(
+        ("layer", *(column for _, column in LAYER_COLUMNS)), table_rows
+    )
     return section
 
 

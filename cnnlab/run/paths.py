@@ -2,6 +2,7 @@
 its append-only metrics log. Nothing outside cnnlab.run opens these files itself.
 
 RUN/config.json  dataset.json  model.json  metrics.jsonl  checkpoints/  eval/  explain/  export/
+    layer_stats.jsonl  layer_stats.png
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class RunDir:
     dataset = property(lambda self: self.path / "dataset.json")
     model = property(lambda self: self.path / "model.json")
     metrics = property(lambda self: self.path / "metrics.jsonl")
+    layer_stats = property(lambda self: self.path / "layer_stats.jsonl")  # run/layer_stats.py
+    layer_stats_png = property(lambda self: self.path / "layer_stats.png")
     checkpoints = property(lambda self: self.path / "checkpoints")
     eval = property(lambda self: self.path / "eval")
     export = property(lambda self: self.path / "export")

@@ -162,6 +162,15 @@ class _Settings:
     checkpoint_every_steps: int = _option(
         0, "also checkpoint every N steps inside an epoch (0: only at epoch ends and on interrupt)"
     )
+    layer_stats: int = _option(
+        100,
+        "every N optimiser steps, record per layer the weight and gradient norms, the "
+        "update-to-weight ratio and, on a fixed probe batch of 256 validation images, the "
+        "output mean and sd and the fraction of dead (or saturated) units, in "
+        "RUN/layer_stats.jsonl, plotted in RUN/layer_stats.png and the report (0: off); a "
+        "record costs about one training step of batch 128: at 100, under a hundredth of the "
+        "MNIST recipe's training time",
+    )
     seed: int = _option(0, "seed for the split, initialisation, order and dropout")
     device: str = _option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _option(
@@ -238,6 +247,7 @@ class TrainConfig(_SettingsAndAugmentation):
             (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
             (self.early_stopping >= 0, "early_stopping", "0 or more"),
             (self.max_nonfinite_steps >= 1, "max_nonfinite_steps", "at least 1"),
+            (self.layer_stats >= 0, "layer_stats", "0 (off) or more"),
             (self.step_epochs >= 1, "step_epochs", "at least 1"),
             (self.threads is None or self.threads >= 1, "threads", "at least 1"),
             (0.0 <= self.test_fraction < 1.0, "test_fraction", "in [0, 1)"),

@@ -15,6 +15,8 @@ import torch
 
 from cnnlab.errors import CnnlabError, TrainingAborted
 from cnnlab.run import checkpoints as ckpt
+from cnnlab.run import layer_stats as layer_stats_file
+from cnnlab.training.layer_stats import LayerStats
 from cnnlab.training.loop import EpochTotals, epoch_summary
 from cnnlab.training.process import gather_objects, place, writes_files
 from cnnlab.training.session import Session, now
@@ -119,6 +121,8 @@ def restore(
     for row in state.history:
         if row["epoch"] not in logged:
             log(session, row)
+    if writes_files():  # layer statistics after the checkpoint will be recorded again
+        layer_stats_file.drop_rows_after(session.run, state.global_step)
     if announce:
         log(session, event("resumed", state, None))
     return state
@@ -181,6 +185,15 @@ def event(name: str, state: RunState, signal_number: int | None) -> dict[str, An
     if signal_number is not None:
         row["signal"] = signal.Signals(signal_number).name
     return row | {"time": now()}
+
+
+def record_layer_stats(session: Session, state: RunState, stats: LayerStats) -> None:
+    """After step `state.global_step`: its row of RUN/layer_stats.jsonl if it is recorded, and
+    the weights the next step starts from if that one is."""
+    row = stats.after_step(state.global_step, state.epoch + 1)
+    if row is not None and writes_files():
+        layer_stats_file.append_row(session.run, row)
+    stats.before_step(state.global_step + 1)
 
 
 def log(session: Session, row: dict[str, Any]) -> None:

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cnnlab.data.augment import augmented_batches
+from cnnlab.run import layer_stats as layer_stats_file
 from cnnlab.runtime.progress import format_duration
 from cnnlab.training import budget, policy
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.finetune import apply_freezing, train_mode
 from cnnlab.training.interrupt import StopFlag, stop_on_signals
+from cnnlab.training.layer_stats import LayerStats, choose_probe
 from cnnlab.training.loop import EpochTotals, epoch_summary, evaluate, train_one_epoch
 from cnnlab.training.policy import RunState
 from cnnlab.training.process import (
@@ -65,14 +67,16 @@ def train(
     state, finished = _start(session, resume)
     if finished:  # resuming a finished run without --epochs: said so, nothing to do
         return _result(session, state, finished, stop)
-    status = "running"
+    status, stats = "running", layer_stats(session)
     with stop_on_signals(stop, session.progress, at_once=session.sync is None):
         while status == "running" and state.epoch < config.epochs:
             began = time.perf_counter()
-            status = run_epoch(session, state, stop)
+            status = run_epoch(session, state, stop, stats)
             if status == "running" and clock is not None:
                 status = check_budget(session, state, clock, time.perf_counter() - began)
     session.progress.close()
+    if stats is not None:
+        layer_stats_file.write_png(session.run)
     if status == "running":
         status = "complete"
     if status != "interrupted":
@@ -148,17 +152,34 @@ def _result(session: Session, state: RunState, status: str, stop: StopFlag) -> T
     )
 
 
-def run_epoch(session: Session, state: RunState, stop: StopFlag) -> str:
-    """Train the rest of the current epoch, validate, checkpoint and log it.
+def layer_stats(session: Session) -> LayerStats | None:
+    """The recorder of `--layer-stats N` in the writing process (None when off or elsewhere);
+    its probe batch: validation images (training ones without a validation split)."""
+    if not session.config.layer_stats or not writes_files():
+        return None
+    split = session.val if len(session.val.labels) else session.train
+    probe = choose_probe(split.images, session.config.seed)
+    return LayerStats(session.model, probe, session.settings, session.config.layer_stats)
+
+
+def run_epoch(
+    session: Session, state: RunState, stop: StopFlag, stats: LayerStats | None = None
+) -> str:
+    """Train the rest of the current epoch, validate, checkpoint and log it; `stats` records
+    the layer statistics.
 
     Returns "running" to go on, or why training ends: "complete", "early-stopped",
     "interrupted".
     """
     config, started = session.config, time.perf_counter()
+    if stats is not None:
+        stats.before_step(state.global_step + 1)
 
     def after_step(totals: EpochTotals, images: int) -> None:
         state.global_step += 1
         state.next_batch = totals.steps
+        if stats is not None:
+            policy.record_layer_stats(session, state, stats)
         summary = epoch_summary(totals)
         session.progress.update(
             state.epoch + 1, config.epochs, state.global_step,
