@@ -4,6 +4,9 @@ duplicates, and the report's section."""
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -172,3 +175,30 @@ def test_the_report_shows_the_layer_statistics_and_reports_a_run_without_them(
     run.layer_stats.unlink()
     section = layers_section(ReportInputs(run, "test", run.dataset_record()))
     assert "No layer statistics were recorded" in section.body and not section.missing
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo, as tests/test_distributed")
+def test_two_processes_record_once_with_the_gradients_of_the_global_batch(tmp_path):
+    # Only rank 0 records, with no collective; after DDP's all-reduce its gradients are those of
+    # the whole global batch, so the rows match one process training on the same batches.
+    settings = dict(
+        data="digits", model="[conv8 -> relu -> pool]*2 -> fc", epochs=1, batch_size=64,
+        val_fraction=0.2, precision="fp32", learning_rate=0.05, layer_stats=4,
+    )  # fmt: skip
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
+    command = [sys.executable, "-m", "cnnlab", "train", "--nproc", "2", "--quiet",
+               "--out", str(tmp_path / "two"), *flags]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    train(TrainConfig(**settings, download=False, threads=1), tmp_path / "one", show_progress=False)
+    two, one = read_rows(RunDir(tmp_path / "two")), read_rows(RunDir(tmp_path / "one"))
+    assert len(read_jsonl(RunDir(tmp_path / "two").layer_stats)) == len(two) == len(one) > 0
+    for row_two, row_one in zip(two, one, strict=True):
+        assert (
+            row_two["step"] == row_one["step"]
+            and row_two["layers"].keys() == row_one["layers"].keys()
+        )
+        for layer, values in row_one["layers"].items():
+            for key, value in values.items():
+                assert row_two["layers"][layer][key] == pytest.approx(value, rel=1e-3, abs=1e-6)
