@@ -74,3 +74,18 @@ def test_explain_config_refuses_an_unknown_method_with_close_names():
     close = re.escape("explainer 'gradcam+'. Did you mean 'gradcam++'")
     with pytest.raises(UnknownNameError, match=close):
         ExplainConfig(cam_methods=("gradcam+",)).check()
+
+
+def test_training_and_inference_code_import_no_torchvision_dynamo_or_plotting():
+    """The training, inference and API code loads none of these until it uses them: torchvision
+    (2.4 s, its ops import torch._dynamo) only builds a tv-* model; torch.optim imports
+    torch._dynamo itself when the first optimiser is made."""
+    heavy = {"torchvision", "optuna", "sklearn", "scipy", "matplotlib", "bokeh", "sympy"}
+    code = (
+        "import sys, cnnlab.api, cnnlab.inference, cnnlab.models, cnnlab.training.run\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}"
+        " or m == 'torch._dynamo'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 
 import torch
-import torchvision
 from torch import nn
 
 from cnnlab.models.base import ClassifierModel
@@ -96,6 +95,8 @@ class TorchvisionClassifier(ClassifierModel):
         self, row: TorchvisionRow, in_channels: int, num_classes: int, dropout: float | None
     ) -> None:
         super().__init__()
+        import torchvision  # 2 s on its own (torchvision.ops imports torch._dynamo): on use
+
         self.net = getattr(torchvision.models, row.builder)(weights=None, num_classes=num_classes)
         self.row = row
         if in_channels != 3:
