@@ -254,6 +254,10 @@ class TrainConfig(_SettingsAndAugmentation):
             (self.channels in (None, 1, 3), "channels", "1 or 3"),
             (self.freeze_epochs >= 0, "freeze_epochs", "0 or more"),
             (0.0 < self.lr_decay_per_stage <= 1.0, "lr_decay_per_stage", "in (0, 1]"),
+            (0.0 <= self.momentum < 1.0, "momentum", "in [0, 1)"),  # SGD, AdamW's beta1
+            (self.weight_decay >= 0, "weight_decay", "0 or more"),
+            (self.step_gamma > 0, "step_gamma", "positive"),
+            (self.checkpoint_every_steps >= 0, "checkpoint_every_steps", "0 (off) or more"),
         ]
         for name in AUGMENTATION_FIELDS:  # None keeps the data set's default
             value = getattr(self, name)
@@ -318,18 +322,24 @@ class TrainConfig(_SettingsAndAugmentation):
                 f"{source}: unknown setting(s) {', '.join(unknown)}. "
                 f"Known settings are the long flags of `cnnlab train --help`."
             )
-        types = {f.name: resolve(f.type) for f in fields(cls)}
-        for key, value in data.items():
-            if types[key] is not None and not fits(value, types[key]):
-                raise ConfigError(
-                    f"{source}: setting {key} = {value!r} is invalid: expected "
-                    f"{describe(types[key], none='')} (`cnnlab train --help` describes "
-                    f"--{key.replace('_', '-')})."
-                )
+        check_types(data, source)
         try:
             return cls(**apply_recipe(data, cls.data))
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
+
+
+def check_types(data: dict[str, Any], source: str) -> None:
+    """A ConfigError naming the first known setting in `data` whose value has the wrong type."""
+    types = {f.name: resolve(f.type) for f in fields(TrainConfig)}
+    for key, value in data.items():
+        key = key.replace("-", "_")
+        if types.get(key) is not None and not fits(value, types[key]):
+            raise ConfigError(
+                f"{source}: setting {key} = {value!r} is invalid: expected "
+                f"{describe(types[key], none='')} (`cnnlab train --help` describes "
+                f"--{key.replace('_', '-')})."
+            )
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -347,6 +357,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             f"Config file '{path}': 'train' must be a table ([train] with the settings under it), "
             f"not {type(table).__name__} {table!r:.40}."
         )
+    check_types(table, str(path))  # also a setting the command line will override
     return dict(table)
 
 
