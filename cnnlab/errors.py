@@ -20,6 +20,11 @@ class ConfigError(CnnlabError):
     """A configuration value or file is invalid."""
 
 
+class OutputError(CnnlabError, OSError):
+    """An output file cannot be written (its folder is a file, read-only, or missing); still an
+    OSError for callers that treat writes as best effort."""
+
+
 class UnknownNameError(CnnlabError, KeyError):
     """A name was looked up in a registry that does not hold it."""
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cnnlab.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
@@ -22,8 +24,11 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     atomic_write_bytes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_folder(path.parent, path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -35,6 +40,23 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def make_folder(folder: str | os.PathLike, wanted: str | os.PathLike | None = None) -> Path:
+    """Create `folder` and its parents if needed; an OutputError naming `wanted` (the file to be
+    written there; default the folder) if it cannot be."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cannot_write(Path(wanted or folder), error) from error
+    return folder
+
+
+def _cannot_write(path: Path, error: OSError) -> OutputError:
+    blocked = next((p for p in (path, *path.parents) if p.exists()), path.parent)
+    reason = f"'{blocked}' is a file" if not blocked.is_dir() else error.strerror or error
+    return OutputError(f"Cannot write '{path}' ({reason}): choose a place you can write to.")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from cnnlab.commands import COMMANDS
 from cnnlab.commands.check import add_training_flags, resolve_training
 from cnnlab.commands.common import add_json_flag
+from cnnlab.fileio import make_folder
 
 EPILOG = """examples:
   cnnlab lr-find --data digits --model small-cnn --out lr/digits
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.tuning.lr_find import find_learning_rate, write_outputs
 
     config = resolve_training(args)
+    make_folder(args.out)  # an --out that cannot be written fails before the sweep, not after
     bench = open_bench(config)
     result = find_learning_rate(
         bench, args.start_lr, args.end_lr, args.steps, args.suggestion, args.stop_on_divergence

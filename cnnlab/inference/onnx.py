@@ -19,7 +19,7 @@ import torch
 
 from cnnlab.data.loader import Normalizer, sequential_batches
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.fileio import atomic_write_json, atomic_writer
+from cnnlab.fileio import atomic_write_json, atomic_writer, make_folder
 from cnnlab.run.load import LoadedRun, load_run
 from cnnlab.run.paths import RunDir
 from cnnlab.runtime.fastpath import available_cores
@@ -155,6 +155,7 @@ def _export(loaded: LoadedRun, path: Path, record: dict[str, Any]) -> None:
     name = record["model"].get("name", "?")
     images = _probe_images(*record["input"]["shape"][1:], count=2)
     example = loaded.settings.normalizer(images)  # [2, C, H, W] float32
+    make_folder(path.parent, path)
     export_record_path(path).unlink(missing_ok=True)  # an old record must not vouch for a new file
     try:
         with warnings.catch_warnings(), atomic_writer(path) as file:

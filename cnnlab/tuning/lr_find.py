@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.fileio import atomic_write_text
+from cnnlab.fileio import atomic_write_text, make_folder
 from cnnlab.runtime.predict import prepare
 from cnnlab.tuning.bench import Bench
 
@@ -140,8 +140,7 @@ def write_outputs(result: RangeTest, out: str | Path, optimizer: str) -> dict[st
     """lr_find.json, lr_find.png and suggested.toml (`cnnlab train --config` reads it)."""
     import json
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out)
     paths = {
         "json": out / "lr_find.json",
         "plot": out / "lr_find.png",
