@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.commands import COMMANDS, common
+from cnnlab.errors import CnnlabError
 
 THRESHOLD_HELP = (
     "how a two-class run's decision threshold on p(positive class) is chosen on the validation "
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.run.paths import RunDir
 
     parse_threshold_rule(args.threshold)  # a bad rule fails before the model is loaded
+    if args.batch_size < 1:
+        raise CnnlabError(f"--batch-size must be at least 1, got {args.batch_size}.")
     record = calibrate_run(
         args.run,
         args.threshold,

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError("--top-k must be at least 1.")
     if args.bootstrap < 0:
         raise CnnlabError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
+    if args.batch_size < 1:
+        raise CnnlabError(f"--batch-size must be at least 1, got {args.batch_size}.")
     metrics = evaluate_run(
         args.run,
         args.split,
