@@ -95,6 +95,8 @@ def decision_for(
     fitted on the same checkpoint; else argmax of the raw softmax. Tells `notify` in one line
     when calibration.json is used (or found but not used)."""
     names = list(loaded.class_names)
+    if positive_class is not None:
+        positive_index(names, positive_class)  # a name that is no class is refused on any run
     record = read_calibration(loaded.run, names) if use_calibration else None
     path = str(calibration_path(loaded.run))
     if record is not None and record.checkpoint != which:
@@ -132,6 +134,8 @@ def calibrate_logits(
     positive_class: str | None = None,
 ) -> dict[str, Any]:
     """The fields of a CalibrationRecord fitted on these (validation) logits and labels."""
+    if positive_class is not None:
+        positive_index(class_names, positive_class)  # refused on any run, as in decision_for
     fitted = fit_temperature(logits, labels) if temperature else None
     raw, probabilities = (
         calibrated_probabilities(logits, t) for t in (1.0, fitted or 1.0)
