@@ -40,6 +40,11 @@ class RunDir:
     def read(self, name: str) -> dict[str, Any]:
         """Read one of the run's JSON files, with an error that says what is wrong and why."""
         path = self.path / name
+        if self.path.exists() and not self.path.is_dir():
+            raise CnnlabError(
+                f"'{self.path}' is a file, not a run directory: give the folder `cnnlab train "
+                "--out` wrote."
+            )
         if not self.path.is_dir():
             raise CnnlabError(
                 f"Run directory '{self.path}' does not exist. Train one with "
