@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from pathlib import Path, PurePosixPath
 
 from cnnlab.data.dataset import ImageDataset
@@ -31,6 +32,13 @@ def resolve_groups(group_by: str, dataset: ImageDataset) -> dict[str, list[str]]
         raise ConfigError("--group-by is empty: give a regular expression or csv:PATH.")
     if group_by.startswith(CSV_PREFIX):
         table = read_group_table(group_by[len(CSV_PREFIX) :], dataset.location)
+        named = {name for files in dataset.files.values() for name in files}
+        if extra := sorted(set(table) - named):
+            warnings.warn(
+                f"{group_by}: {len(extra)} row(s) name no image read from the folder: "
+                f"{_shown(extra)} (a typo, a moved file, or an image skipped as unreadable).",
+                stacklevel=2,
+            )
         return {part: _from_table(table, files, group_by) for part, files in dataset.files.items()}
     pattern = _compile(group_by)
     return {part: _from_pattern(pattern, files, group_by) for part, files in dataset.files.items()}
