@@ -1,7 +1,7 @@
 """Start-up: where the time goes between `cnnlab train` starting and its first step finishing.
 
     CNNLAB_DATA=../shared/datasets .venv/bin/python benchmarks/startup.py --before e91ae12 \
-        --evaluate "--variant=--precision fp32" "--variant=--no-channels-last" --write
+        --commands "--variant=--precision fp32" "--variant=--no-channels-last" --write
     CNNLAB_DATA=../shared/datasets .venv/bin/python benchmarks/startup.py --profile 60
 
 Each run is a new process running `cnnlab train --data DATA --epochs 1 --quiet` (digits' and
@@ -27,7 +27,8 @@ imported). --before REV adds the same runs, interleaved (before, after, before, 
 package of commit REV (extracted with `git archive` to a temporary folder, compiled, and put first
 on the child's sys.path); each --variant=ARGS adds runs of this checkout with extra train
 arguments. The report gives the median of each phase over --runs runs and its ratio to the first
-side's; --evaluate also times `cnnlab evaluate RUN --json` before and after. Results go to
+side's; --commands also times whole commands before and after (COMMANDS: --help of
+explain and ops, `cnnlab evaluate RUN --json`). Results go to
 benchmarks/results/startup-<date>.json; --write puts the tables into BENCHMARKS.md's "Start-up"
 section (between its markers). --profile N instead runs each data set once under cProfile and
 prints the N functions with the most cumulative time up to the first step.
@@ -217,24 +218,38 @@ def measure(datasets: list[str], runs: int, before: str | None, variants: list[s
     return results
 
 
-def time_evaluate(runs: int, before: str) -> dict:
-    """`cnnlab evaluate RUN --json` on a 1-epoch digits run, wall seconds per side (median),
-    interleaved: a command that loads a model and never builds an optimiser."""
+COMMANDS = ("--help", "explain --help", "ops --help", "evaluate RUN --json")
+
+
+def time_commands(runs: int, before: str) -> dict:
+    """Wall seconds (median) of whole `cnnlab` commands before and after, interleaved: the help
+    of the commands that imported torch for it, and `cnnlab evaluate` (RUN: a 1-epoch digits
+    run), which loads a model and never builds an optimiser."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sides = {"before": extract(before, work), "after": ROOT}
         run_dir = work / "digits-run"
         train = [sys.executable, "-m", "cnnlab", "train", "--data", "digits", "--epochs", "1"]
         subprocess.run([*train, "--quiet", "--out", str(run_dir)], cwd=ROOT, check=True)
-        walls: dict[str, list[float]] = {side: [] for side in sides}
+        walls: dict = {command: {side: [] for side in sides} for command in COMMANDS}
         for _ in range(runs):
-            for side, root in sides.items():
-                env = dict(os.environ, PYTHONPATH=str(root))
-                argv = [sys.executable, "-m", "cnnlab", "evaluate", str(run_dir), "--json"]
-                start = time.perf_counter()
-                subprocess.run(argv, cwd=work, env=env, check=True, capture_output=True)
-                walls[side].append(time.perf_counter() - start)
-        return {side: statistics.median(values) for side, values in walls.items()}
+            for command in COMMANDS:
+                for side, root in sides.items():
+                    words = [str(run_dir) if w == "RUN" else w for w in command.split()]
+                    env = dict(os.environ, PYTHONPATH=str(root))
+                    start = time.perf_counter()
+                    subprocess.run(
+                        [sys.executable, "-m", "cnnlab", *words],
+                        cwd=work,
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                    )
+                    walls[command][side].append(time.perf_counter() - start)
+        return {
+            command: {side: statistics.median(v) for side, v in values.items()}
+            for command, values in walls.items()
+        }
 
 
 def _row(sample: dict) -> str:
@@ -354,9 +369,9 @@ def main() -> None:
         help="also time this checkout with these extra train arguments (e.g. '--precision fp32')",
     )
     parser.add_argument(
-        "--evaluate",
+        "--commands",
         action="store_true",
-        help="with --before: also time `cnnlab evaluate RUN` on both sides",
+        help="with --before: also time whole commands on both sides (--help, evaluate)",
     )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md's section")
     parser.add_argument(
@@ -371,8 +386,8 @@ def main() -> None:
     report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": about}
     report |= {"before": args.before, "variants": args.variant, "runs": args.runs}
     report["results"] = results
-    if args.evaluate and args.before:
-        report["evaluate_s"] = time_evaluate(args.runs, args.before)
+    if args.commands and args.before:
+        report["commands_s"] = time_commands(args.runs, args.before)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"startup-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -383,13 +398,14 @@ def main() -> None:
         + "\n"
         + table(results)
     )
-    if "evaluate_s" in report:
-        walls = report["evaluate_s"]
-        text += (
-            f"\n\n`cnnlab evaluate RUN --json` (digits run), wall seconds: before "
-            f"{walls['before']:.2f}, after {walls['after']:.2f}, after / before "
-            f"{walls['after'] / walls['before']:.2f}"
-        )
+    if "commands_s" in report:
+        text += "\n\nwhole commands, wall seconds (median), `python -m cnnlab ...`:\n\n"
+        text += "| command | before | after | after / before |\n|---|---:|---:|---:|\n"
+        for command, walls in report["commands_s"].items():
+            text += (
+                f"| `{command}` | {walls['before']:.2f} | {walls['after']:.2f} | "
+                f"{walls['after'] / walls['before']:.2f} |\n"
+            )
     print(text)
     print(f"\nwritten: {out}")
     if args.write:
