@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError, ConfigError, TrainingAborted
-from cnnlab.fileio import atomic_write_text
+from cnnlab.fileio import atomic_write_text, make_folder
 from cnnlab.run.paths import RunDir
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.interrupt import StopFlag
@@ -185,7 +185,7 @@ def run_search(search: Search, report: Callable[[str], None] = print) -> dict[st
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial is reported here
-    search.out.mkdir(parents=True, exist_ok=True)
+    make_folder(search.out)  # an OutputError naming --out when it cannot be made
     probe = TrainConfig.from_dict(search.fixed, source="tune flags")
     if probe.val_fraction == 0:
         raise ConfigError("cnnlab tune scores trials on validation: set --val-fraction above 0.")
