@@ -117,6 +117,14 @@ CASES: list[Case] = [
     _case(_train("--data", "folder:{cells}", "--group-by", r"slide(\d+)"), 2, "--group-by"),
     _case(_train("--data", "folder:{cells}", "--group-by", "csv:{tmp}/none.csv"), 2, "none.csv"),
     _case(_train("--data", "folder:{cells}", "--group-by", "csv:{groups_missing}"), 0, "ghost.png"),
+    _case(_train("--model-options", "widths=[4,"), 2, "widths"),
+    _case(_train("--image-size", "100000"), 2, "--image-size"),
+    _case(_train("--channels", "2"), 2, "--channels"),
+    _case(_train("--device", "cuda"), 2, "cuda"),
+    _case(_train("--weights", "{tmp}/none.safetensors"), 2, "none.safetensors"),
+    _case(_train("--weights", "{file}"), 2, "notes.txt"),
+    _case(_train("--data", "mnist", "--data-dir", "{empty}"), 2, "mnist"),
+    _case(_train("--data", "folder:{file}"), 2, "notes.txt"),
     # train: resuming
     _case("train --resume {tmp}/no-run", 2, "no-run"),
     _case("train --resume {not_run}", 2, "not-a-run"),
@@ -124,6 +132,8 @@ CASES: list[Case] = [
     _case("train --resume {run} --epochs 1", 2, "--epochs"),
     _case("train --resume {run}", 0, ""),  # complete: says so, changes nothing
     _case(_train("--sync-bn"), 0, ""),  # one process: nothing to synchronise
+    _case("train --resume {bad_checkpoints}", 2, "checkpoint"),
+    _case("train --resume {bad_config}", 2, "config.json"),
     # evaluate
     _case("evaluate {tmp}/no-run", 2, "no-run"),
     _case("evaluate {not_run}", 2, "not-a-run"),
@@ -178,6 +188,9 @@ CASES: list[Case] = [
     _case("duplicates --data digits --distance -1", 2, "--distance"),
     _case("augment --data folder:{empty} --out {tmp}/grid.png", 2, "empty"),
     _case("augment --data digits --rows 0 --out {tmp}/grid.png", 2, "--rows"),
+    _case("augment --data digits --out {file}/grid.png", 2, "notes.txt"),
+    _case("report {run} --out {file}/r.html", 2, "notes.txt"),
+    _case("evaluate {run} --runtime onnx --device cuda", 2, "--device"),
     # check and lr-find
     _case(["check", *TINY, "--freeze", "nowhere"], 2, "nowhere"),
     _case(["check", *TINY, "--overfit-images", "0"], 2, "--overfit-images"),
@@ -189,6 +202,7 @@ CASES: list[Case] = [
     _case(["lr-find", *TINY, "--out", "{tmp}/lr", "--start-lr", "0"], 2, "--start-lr"),
     _case(["lr-find", *TINY, "--out", "{tmp}/lr", "--steps", "1"], 2, "--steps"),
     _case(["lr-find", *TINY, "--out", "{file}"], 2, "notes.txt"),
+    _case(["lr-find", *TINY, "--out", "{tmp}/lr", "--end-lr", "nan"], 2, "--end-lr"),
     # tune
     _case(
         ["tune", *TUNE, "--out", "{tmp}/t", "--trials", "1", "--space", "{tmp}/nospace.toml"],
@@ -284,6 +298,11 @@ CASES: list[Case] = [
         2,
         "--storage",
     ),  # fmt: skip
+    _case(
+        ["tune", *TUNE, "--out", "{file}", "--trials", "1", "--space", "{space_good}"],
+        2,
+        "notes.txt",
+    ),  # fmt: skip
     # compare
     _case("compare --data digits --pipelines raw-svm,magic-svm --out {tmp}/c", 2, "magic-svm"),
     _case(
@@ -292,7 +311,11 @@ CASES: list[Case] = [
     _case("compare --data digits --pipelines pretrained-svm:nonet --out {tmp}/c", 2, "nonet"),
     _case("compare --data digits --pipelines raw-svm --folds 1 --out {tmp}/c", 2, "--folds"),
     _case("compare --data digits --pipelines raw-svm --curve 2 --out {tmp}/c", 2, "--curve"),
+    _case("compare --data digits --pipelines raw-svm --out {file}", 2, "notes.txt"),
     # cache, ops, summary
+    _case("cache clear everything", 2, "everything"),
+    _case("ops {predict_mixed}/good0.png --out {file}", 2, "notes.txt"),
+    _case("summary lenet5 --input 0,28,28", 2, "--input"),
     _case("cache frobnicate", 2, "frobnicate"),
     _case("ops {tmp}/missing.png", 2, "missing.png"),
     _case("ops {predict_mixed}/good0.png --pipeline LN,XX --out {tmp}/ops", 2, "XX"),
