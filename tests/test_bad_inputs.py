@@ -62,7 +62,9 @@ CASES: list[Case] = [
     _case(_train("--model", "[conv8 -> relu]*x -> fc", flags=SPEC), 2, "spec error"),
     _case(_train("--model", "conv8x -> fc", flags=SPEC), 2, "'conv8x'"),
     _case(
-        _train("--model", "conv8 -> fc", "--model-options", "widths=[4]", flags=SPEC), 2, "widths"
+        _train("--model", "conv8 -> fc", "--model-options", "widths=[4]", flags=SPEC),
+        2,
+        "network spec ('conv8x3 -> fc') has no option 'widths'",
     ),  # fmt: skip
     _case(_train("--model", "lenet"), 2, "lenet5"),
     _case(_train("--model-options", "widths=32,64"), 2, "widths"),

@@ -174,6 +174,12 @@ def build_model(spec: ModelSpec) -> nn.Module:
     builder = MODELS.get(spec.name)
     known = model_options(spec.name)
     unknown = sorted(set(spec.options) - set(known))
+    if unknown and spec.name == "spec":  # the family of a one-line network (models/specnet.py)
+        raise ConfigError(
+            f"A network spec ({spec.options.get('spec', '')!r}) has no option "
+            f"{', '.join(map(repr, unknown))}: write widths and layers in the spec itself (e.g. "
+            "conv32x3); its only --model-options is dropout."
+        )
     if unknown:
         raise ConfigError(
             f"Model {spec.name!r} has no option {', '.join(map(repr, unknown))}; "
