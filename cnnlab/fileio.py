@@ -83,15 +83,18 @@ def append_jsonl(path: str | os.PathLike, obj: dict) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSON-lines file, ignoring a final partial line left by a crash."""
+    """Read a JSON-lines file of objects, ignoring a final partial line left by a crash (and any
+    other line that is not a JSON object: a reader expects dicts)."""
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import re
 import shutil
@@ -151,6 +152,16 @@ CASES: list[Case] = [
     _case("evaluate {run} --data folder:{tmp}/no-such-folder", 2, "no-such-folder"),
     _case("evaluate {run} --split nonsense", 2, "--split"),
     _case("evaluate {run}", 141, "", pipe=True),
+    _case("evaluate {bad_indices}", 2, "dataset.json"),
+    _case("evaluate {bad_classes}", 2, "dataset.json"),
+    _case("evaluate {unknown_family}", 2, "resnet-9000"),
+    _case("evaluate {bad_option}", 2, "widths"),
+    _case("evaluate {bad_sidecar} --bootstrap 0", 0, "best.json"),  # the newest step is used
+    _case("evaluate {bad_calibration}", 2, "calibration.json"),
+    _case("report {bad_metrics}", 0, ""),  # damaged lines of metrics.jsonl are skipped
+    _case("report {bad_eval}", 2, "test.json"),
+    _case("train --resume {bad_metrics}", 0, ""),  # complete: says so
+    _case("predict {unknown_family} {predict_mixed}/good0.png", 2, "resnet-9000"),
     # predict
     _case("predict {run} {tmp}/missing.png", 2, "missing.png"),
     _case("predict {run} {not_images}", 2, "not-images"),
@@ -397,12 +408,42 @@ def build_world(root: Path) -> dict[str, str]:
         ("bad-dataset", lambda r: (r / "dataset.json").write_text('{"classes": 3}')),
         ("bad-model", lambda r: (r / "model.json").write_text("[]")),
         ("bad-checkpoints", _truncate_checkpoints),
+        ("bad-indices", lambda r: _edit_json(r / "dataset.json", _split_past_the_end)),
+        ("bad-classes", lambda r: _edit_json(r / "dataset.json", _classes_not_a_list)),
+        ("unknown-family", lambda r: _edit_json(r / "model.json", _unknown_family)),
+        ("bad-option", lambda r: _edit_json(r / "model.json", _option_of_wrong_type)),
+        ("bad-sidecar", lambda r: (r / "checkpoints" / "best.json").write_text("{")),
+        ("bad-metrics", lambda r: (r / "metrics.jsonl").write_text('{"epoch": 1,\n[]\n')),
+        ("bad-calibration", lambda r: (r / "calibration.json").write_text('{"temperature": "x"}')),
+        ("bad-eval", lambda r: (r / "eval").mkdir() or (r / "eval/test.json").write_text("[1")),
     ]:
         copy = root / name
         shutil.copytree(run, copy)
         damage(copy)
         world[name.replace("-", "_")] = str(copy)
     return world
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _split_past_the_end(dataset: dict) -> None:
+    dataset["splits"]["test"]["indices"][-1] = 10**6
+
+
+def _classes_not_a_list(dataset: dict) -> None:
+    dataset["class_names"] = "0123456789"
+
+
+def _unknown_family(model: dict) -> None:
+    model["name"] = "resnet-9000"
+
+
+def _option_of_wrong_type(model: dict) -> None:
+    model["options"]["widths"] = "wide"
 
 
 def _truncate_checkpoints(run: Path) -> None:
