@@ -42,10 +42,13 @@ class Case:
     code: int
     names: str
     pipe: bool = False  # run as `cnnlab ARGS | head -1` in a subprocess
+    process: bool = False  # run as a subprocess (--nproc reads sys.argv)
 
 
-def _case(args: str | list[str], code: int, names: str, pipe: bool = False) -> Case:
-    return Case(tuple(args.split() if isinstance(args, str) else args), code, names, pipe)
+def _case(
+    args: str | list[str], code: int, names: str, pipe: bool = False, process: bool = False
+) -> Case:
+    return Case(tuple(args.split() if isinstance(args, str) else args), code, names, pipe, process)
 
 
 def _train(*args: str, flags: list[str] = TINY) -> list[str]:
@@ -135,6 +138,13 @@ CASES: list[Case] = [
     _case("train --resume {run} --epochs 1", 2, "--epochs"),
     _case("train --resume {run}", 0, ""),  # complete: says so, changes nothing
     _case(_train("--sync-bn"), 0, ""),  # one process: nothing to synchronise
+    _case(_train("--sync-bn", "--nproc", "2", "--device", "cpu"), 2, "--sync-bn"),
+    _case(
+        _train("--data", "folder:{damaged}", "--strict", "--nproc", "2", "--no-cache"),
+        2,
+        "damaged' cannot be read",
+        process=True,
+    ),  # fmt: skip
     _case("train --resume {bad_checkpoints}", 2, "checkpoint"),
     _case("train --resume {bad_config}", 2, "config.json"),
     # evaluate
@@ -495,6 +505,11 @@ def run_case(case: Case, world: dict[str, str]) -> Outcome:
     out.mkdir(exist_ok=True)
     world = {**world, "out": str(out / str(len(list(out.iterdir()))))}  # a new --out each case
     args = [arg.format(**world) for arg in case.args]
+    if case.process:
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, timeout=300
+        )
+        return Outcome(done.returncode, done.stderr)
     if case.pipe:
         process = subprocess.Popen(
             [sys.executable, "-m", "cnnlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     config, out = _resolve_config(args)
     if args.nproc is not None:
+        _refuse_sync_bn_without_cuda(config)  # once here, not once per process after the start
         if config.time_budget:  # planned once here, for every process of the group
             from cnnlab.training.budget import export_plan
 
@@ -126,6 +127,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_sync_bn_without_cuda(config: Any) -> None:
+    from cnnlab.runtime.device import resolve_device
+
+    if config.sync_bn and resolve_device(config.device).type != "cuda":
+        raise CnnlabError(
+            "--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only. On CPUs leave it "
+            "out; each process then normalises over its own shard of the batch."
+        )
+
+
+# torchrun, ending with a failed worker's exit status rather than torchrun's traceback (the
+# worker has printed its own one-line error above it).
+TORCHRUN = """import sys
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main
+try:
+    main(sys.argv[1:])
+except ChildFailedError as failure:
+    code = failure.get_first_failure()[1].exitcode
+    sys.exit(code if code > 0 else 128 - code if code < 0 else 1)
+"""
+
+
 def _launch(processes: int) -> int:
     """`--nproc N`: this same command under torchrun, N processes on this machine."""
     import subprocess
@@ -141,7 +165,7 @@ def _launch(processes: int) -> int:
             skip = arg == "--nproc" and not skip
             continue
         argv.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    command = [sys.executable, "-c", TORCHRUN, "--standalone",
                f"--nproc-per-node={processes}", "-m", "cnnlab", "train", *argv]  # fmt: skip
     print(f"starting: torchrun --standalone --nproc-per-node={processes} -m cnnlab train "
           + " ".join(argv), file=sys.stderr)  # fmt: skip
