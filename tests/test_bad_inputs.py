@@ -16,9 +16,11 @@ import json
 import logging
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import traceback
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +112,8 @@ CASES: list[Case] = [
     _case(_train("--config", "{toml_wrong_type}", flags=SPEC), 2, "learning_rate"),
     _case(_train("--config", "{toml_wrong_type}"), 2, "learning_rate"),
     _case(_train("--config", "{toml_momentum}"), 2, "momentum"),
+    _case(_train("--config", "{toml_binary}"), 2, "binary.toml"),
+    _case(_train("--config", "{empty}"), 2, "empty"),
     _case(_train("--config", "{toml_unknown}"), 2, "learning_rat"),
     # train: folders of images
     _case(_train("--data", "folder:{tmp}/no-such-folder"), 2, "no-such-folder"),
@@ -179,6 +183,8 @@ CASES: list[Case] = [
     _case("predict {run} {predict_mixed} --csv {tmp}/pred.csv", 1, "could not be read"),
     _case("predict {run} {predict_mixed}/good0.png --positive-class seven", 2, "seven"),
     _case("predict {run} {predict_mixed}/good0.png --top-k 0", 2, "--top-k"),
+    _case("predict {run} {bomb}", 2, "bomb.png"),
+    _case("predict {run} {predict_mixed} --json", 141, "", pipe=True),
     _case("predict {not_run} {predict_mixed}/good0.png", 2, "not-a-run"),
     _case("predict {bad_model} {predict_mixed}/good0.png", 2, "model.json"),
     _case("predict {run} {predict_mixed}/good0.png --csv {file}/p.csv", 2, "p.csv"),
@@ -284,6 +290,12 @@ CASES: list[Case] = [
         2,
         "learning_rate",
     ),  # fmt: skip
+    _case(["tune", *TUNE, "--out", "{tmp}/t", "--trials", "1", "--space", "{empty}"], 2, "empty"),
+    _case(
+        ["tune", *TUNE, "--out", "{tmp}/t", "--trials", "1", "--space", "{toml_binary}"],
+        2,
+        "binary.toml",
+    ),  # fmt: skip
     _case(
         ["tune", *TUNE, "--out", "{tmp}/t", "--trials", "0", "--space", "{space_good}"],
         2,
@@ -341,6 +353,8 @@ CASES: list[Case] = [
     _case("summary lenet5 --input 0,28,28", 2, "--input"),
     _case("cache frobnicate", 2, "frobnicate"),
     _case("ops {tmp}/missing.png", 2, "missing.png"),
+    _case("ops {bomb} --out {tmp}/ops", 2, "bomb.png"),
+    _case("ops {empty} --out {tmp}/ops", 2, "empty"),
     _case("ops {predict_mixed}/good0.png --pipeline LN,XX --out {tmp}/ops", 2, "XX"),
     _case("ops {predict_mixed}/good0.png --kernels nosuch --out {tmp}/ops", 2, "nosuch"),
     _case("ops {predict_mixed}/good0.png --size 0 --out {tmp}/ops", 2, "--size"),
@@ -399,6 +413,11 @@ def build_world(root: Path) -> dict[str, str]:
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(mixed / f"good{i}.png")
     (mixed / "broken.png").write_bytes(good[:30])
     world["predict_mixed"] = str(mixed)
+    bomb = root / "bomb.png"  # a valid header claiming 60,000 x 60,000 pixels, and no pixels
+    header = b"IHDR" + struct.pack(">IIBBBBB", 60_000, 60_000, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header))
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
+    world["bomb"] = str(bomb)
     notes = root / "notes.txt"
     notes.write_text("mine")
     world["file"] = str(notes)
@@ -480,6 +499,8 @@ def _write_tomls(root: Path, world: dict[str, str]) -> None:
         "space_float": ("space-float.toml", "[space]\nlearning_rate = {low = 0.01, high = 1.0}\n"),
         "space_good": ("space-good.toml", "[space]\nlearning_rate = [0.1, 0.3]\n"),
     }
+    (root / "binary.toml").write_bytes(b"learning_rate = \xff\xfe\n")
+    world["toml_binary"] = str(root / "binary.toml")
     for key, (name, text) in files.items():
         (root / name).write_text(text)
         world[key] = str(root / name)

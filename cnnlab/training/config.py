@@ -82,9 +82,9 @@ class _Settings:
     recipe: str = _option(
         "none",
         "training defaults that reach good accuracy fast (`cnnlab recipes`): auto (the command "
-        "line's default) picks the data set's own, mnist, fashion-mnist or cifar10, and none for "
-        "folders (cifar10 for one whose class folders are CIFAR-10's ten); flags and --config "
-        "override its settings",
+        "line's default) picks the data set's own, mnist, fashion-mnist or cifar10, and folder "
+        "for folders (cifar10 for one whose class folders are CIFAR-10's ten); flags and "
+        "--config override its settings",
         choices=recipe_names(),
     )
     model: str = _option(
@@ -349,6 +349,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"Config file '{path}' does not exist.") from None
+    except OSError as error:  # a folder, no permission
+        raise ConfigError(f"Config file '{path}' cannot be read ({error.strerror}).") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"Config file '{path}' is not valid TOML: {error}.") from None
     table = data.get("train", data)
@@ -393,7 +395,7 @@ def parse_model_option(text: str) -> tuple[str, Any]:
 
 def resolve_recipe(name: str, data: str) -> Recipe:
     """The recipe `name` stands for; "auto" picks the one the data set declares (in its
-    cnnlab.data.DATASETS entry; "none" for folders)."""
+    cnnlab.data.DATASETS entry; "folder" for folders)."""
     if name == "auto":
         # Imported here: the data sources import torch, and `cnnlab train --help` reads this
         # module without it.

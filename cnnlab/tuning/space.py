@@ -74,6 +74,8 @@ def load_space(path: str | Path, fixed: dict[str, Any] | None = None) -> dict[st
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"--space '{path}' does not exist.") from None
+    except OSError as error:  # a folder, no permission
+        raise ConfigError(f"--space '{path}' cannot be read ({error.strerror}).") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"--space '{path}' is not valid TOML: {error}.") from None
     table = data.get("space")
