@@ -94,7 +94,7 @@ def test_a_data_set_declares_its_recipe_and_augmentation(name):
 
 def test_folders_follow_the_folder_rule_and_unknown_names_get_nothing():
     folder = f"{FOLDER_PREFIX}/images"
-    assert resolve_recipe("auto", folder).name == default_recipe(folder) == "none"
+    assert resolve_recipe("auto", folder).name == default_recipe(folder) == "folder"
     assert default_augmentation(folder, (64, 48)) == folder_augmentation((64, 48))
     assert folder_augmentation((64, 48)) == Augmentation(hflip=0.5, crop_padding=6)
     assert folder_augmentation((5, 5)).crop_padding == 1
@@ -141,4 +141,4 @@ def test_a_folder_of_cifar10_class_folders_gets_the_cifar10_recipe_and_says_why(
         "none"
     )
     (flat / "truck").rename(flat / "lorry")  # nine of the ten: a folder like any other
-    assert default_recipe(f"{FOLDER_PREFIX}{flat}") == "none"
+    assert default_recipe(f"{FOLDER_PREFIX}{flat}") == "folder"

@@ -167,7 +167,7 @@ def test_recipes_sit_beneath_toml_and_flags():
     plain = TrainConfig.from_dict({"data": "mnist", "recipe": "none"})
     assert plain.model == TrainConfig().model and plain.epochs == TrainConfig().epochs
     assert TrainConfig.from_dict({"data": "digits"}).recipe == "none"
-    assert resolve_recipe("auto", "folder:/x").name == "none"
+    assert resolve_recipe("auto", "folder:/x").name == "folder"
     with pytest.raises(ConfigError, match="--recipe 'fastest'"):
         apply_recipe({"recipe": "fastest"}, "digits")
 

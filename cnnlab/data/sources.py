@@ -40,7 +40,7 @@ BUNDLED = "scikit-learn (bundled)"
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 FOLDER_PREFIX = "folder:"
-FOLDER_RECIPE = "none"  # folders get the plain defaults unless --recipe names one (or CIFAR-10's)
+FOLDER_RECIPE = "folder"  # the plain defaults, cosine schedule (unless --recipe, or CIFAR-10's)
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ def default_augmentation(source: str, image_size: tuple[int, int]) -> Augmentati
 
 def default_recipe(source: str) -> str:
     """The name of the recipe the data set `source` declares, which `--recipe auto` picks: "none"
-    for a name not in DATASETS and for folders, but "cifar10" for a folder whose class folders
-    are exactly CIFAR-10's ten classes (a JPEG copy of CIFAR-10), saying so."""
+    for a name not in DATASETS, "folder" for folders, but "cifar10" for a folder whose class
+    folders are exactly CIFAR-10's ten classes (a JPEG copy of CIFAR-10), saying so."""
     if source.startswith(FOLDER_PREFIX):
         root = source[len(FOLDER_PREFIX) :]
         names = sorted(name.lower() for name in class_folder_names(root))

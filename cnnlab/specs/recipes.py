@@ -1,11 +1,12 @@
 """Recipes: sets of training settings that reach good accuracy fast on a data set without tuning.
 
-A recipe is a set of `cnnlab train` settings. With `--recipe auto` (the default of the command
-line and of `TrainConfig.from_dict`; the plain constructor applies none) a named data set gets the
-recipe its entry in cnnlab.data.DATASETS names; a folder gets none (the plain defaults) unless one
-is named, e.g. `--recipe cifar10` for a folder copy of CIFAR-10. Precedence, lowest first:
-TrainConfig's defaults, the recipe, a `--config` TOML file, flags on the command line. The resolved
-name is recorded in config.json, so `--resume` and a rerun use the same settings.
+A recipe is a set of `cnnlab train` settings. With `--recipe auto` (the default of the command line
+and of `TrainConfig.from_dict`; the plain constructor applies none) a named data set gets the
+recipe its entry in cnnlab.data.DATASETS names; a folder gets `folder` (the plain defaults with a
+cosine schedule) unless one is named, e.g. `--recipe cifar10` for a folder copy of CIFAR-10.
+Precedence, lowest first: TrainConfig's defaults, the recipe, a `--config` TOML file, flags on the
+command line. The resolved name is recorded in config.json, so `--resume` and a rerun use the same
+settings.
 
 Every recipe was chosen on the validation split (never the test split) and measured end to end
 with `benchmarks/speed.py`; the numbers in `measured` are in BENCHMARKS.md with the commands.
@@ -56,6 +57,15 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "none",
             "no recipe: TrainConfig's plain defaults (small-cnn, 10 epochs, SGD one-cycle)",
+        ),
+        Recipe(
+            "folder",
+            "folders: the plain defaults with a cosine schedule (SGD from 0.05 down to 0, no "
+            "warm-up), whose validation accuracy swings less between epochs than one-cycle's",
+            {"schedule": "cosine"},
+            "3 seeds on a 3-class imbalanced CIFAR-10 JPEG folder: mean epoch-to-epoch change of "
+            "validation accuracy 0.022 against one-cycle's 0.045, largest drop 0.021 against "
+            "0.100, final 0.740 against 0.727",
         ),
         Recipe(
             "mnist",
