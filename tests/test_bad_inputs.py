@@ -104,6 +104,12 @@ CASES: list[Case] = [
     _case(_train("--threads", "0"), 2, "--threads"),
     _case(_train("--nproc", "0"), 2, "--nproc"),
     _case(_train("--data", "digitz"), 2, "digits"),
+    _case(_train("--hflip", "2"), 2, "--hflip"),
+    _case(_train("--rotate", "-5"), 2, "--rotate"),
+    _case(_train("--pad-fill", "grey"), 2, "--pad-fill"),
+    _case(_train("--monitor", "val_f1"), 2, "--monitor"),
+    _case("trian --data digits", 2, "trian"),
+    _case("train --data", 2, "--data"),
     # train: where it writes and what it reads
     _case(_train("--out", "{file}"), 2, "{file}"),
     _case(_train("--out", "{file}/run"), 2, "{file}/run"),
