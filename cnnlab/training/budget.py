@@ -1,53 +1,42 @@
 """Time before training: say how long a run will take, and plan one that fits `--time-budget`.
 
-The rates are measured on this machine, never assumed: a seeded sample of a folder's files decoded
-with the project's decoder (data/decode.py), and a few timed steps of the run's own model, loop,
-augmentation and fast path on random images of the right shape. The budget covers training and
-validation; decoding (once per image size, then cached) comes on top and is estimated apart.
+From rates measured on this machine, never assumed (training/throughput.py). The budget covers
+training and validation; decoding (once per image size, then cached) comes on top and is
+estimated apart. A planned run's clock stops it at an epoch's end if it runs slower than measured.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
-import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TextIO
 
 import torch
-from torch import nn
 
-from cnnlab.data.augment import augmented_batches, resolve_augmentation
-from cnnlab.data.decode import SERIAL_BELOW, Preprocess, decode_files, is_cached
-from cnnlab.data.folder import automatic_image_size, parse_image_size, scan_folder
-from cnnlab.data.images import image_header_size
-from cnnlab.data.loader import Normalizer
-from cnnlab.data.sources import DATASETS, FOLDER_PREFIX
+from cnnlab.data.folder import automatic_image_size, parse_image_size
+from cnnlab.data.sources import FOLDER_PREFIX
 from cnnlab.errors import ConfigError
-from cnnlab.models import ModelSpec, build_model
-from cnnlab.runtime.device import resolve_device
-from cnnlab.runtime.fastpath import FastPath, available_cores, choose_fast_path
-from cnnlab.runtime.predict import StepSettings
 from cnnlab.training.config import TrainConfig, parse_duration
-from cnnlab.training.loop import EpochTotals, train_one_epoch
-from cnnlab.training.optim import build_optimizer, build_scheduler
-from cnnlab.training.process import place, process_device, process_threads
+from cnnlab.training.process import place
+from cnnlab.training.throughput import (
+    DecodeEstimate,
+    Workload,
+    data_facts,
+    estimate_decode,
+    measure_training,
+    run_fast_path,
+    spoken_duration,
+)
 
 SIZES = (128, 96, 64, 48, 32)  # longest side of the image sizes a budget chooses from
 HALF_WIDTHS = (16, 32, 64)  # small-cnn at half its default widths (32, 64, 128)
 SAFETY = 0.85  # plan to use this share of the budget; the rest absorbs what is not measured
 MIN_EPOCHS = 3  # fewer epochs than this only when even the smallest candidate allows no more
 GOOD_EPOCHS = 6  # a larger image or width is preferred only while it leaves this many epochs
-DECODE_SAMPLE = 50  # files decoded to measure the decoding rate
-WARMUP_STEPS, TIMED_STEPS = 1, 3
-MEASURE_BATCH = 32  # images per timed step (at most --batch-size): per-image cost is much the same
-EVAL_SPEEDUP = 3.0  # a validation image costs about a third of a training image (no backward)
 LONG_RUN_SECONDS = 30 * 60  # estimates above this say so and suggest --time-budget
 ESTIMATE_ABOVE = 5_000  # image passes (train images x epochs) of runs too short to estimate
 PLAN_VARIABLE = "CNNLAB_TIME_BUDGET_PLAN"  # --nproc: the plan made once, for every process
@@ -57,55 +46,6 @@ RULE = (
     f"(or --epochs if fewer) in {SAFETY:.0%} of the budget is chosen, with as many epochs as fit "
     f"up to --epochs; else the largest that fits {MIN_EPOCHS}; else the one that fits most"
 )
-
-
-def spoken_duration(seconds: float) -> str:
-    """'45 s', '4 min', '2 h 10 min': how long, as an estimate is said."""
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What a run trains on, known before decoding."""
-
-    channels: int
-    num_classes: int
-    train_images: int
-    val_images: int
-    native_size: tuple[int, int]  # (H, W) of most images; a named data set's own
-    fixed_size: bool  # named data sets and --image-size: not the planner's to choose
-
-    def epoch_seconds(self, images_per_second: float) -> float:
-        return (self.train_images + self.val_images / EVAL_SPEEDUP) / images_per_second
-
-
-@dataclass(frozen=True)
-class DecodeEstimate:
-    files: int
-    files_per_second: float  # the whole folder on every core; 0 when cached
-    cached: bool
-
-    @property
-    def seconds(self) -> float:
-        return 0.0 if self.cached else self.files / max(self.files_per_second, 1e-9)
-
-    def describe(self) -> str:
-        if self.cached:
-            return f"decode none ({self.files:,} files already in the cache)"
-        return (
-            f"decode ~{spoken_duration(self.seconds)} ({self.files:,} files at "
-            f"~{self.files_per_second:,.0f}/s)"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "files_per_second": round(self.files_per_second, 1),
-                "cached": self.cached, "seconds": round(self.seconds, 1)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -219,121 +159,6 @@ def _rate_bound(candidate: Candidate, measured: dict[Candidate, float]) -> float
     return min(bounds) if bounds else None
 
 
-def measure_training(
-    config: TrainConfig, workload: Workload, candidate: Candidate, fast: FastPath
-) -> float:
-    """Training images per second of the run's model, loss, optimiser, augmentation and fast path
-    at this size and width: a few timed steps on random uint8 images after warm-up steps."""
-    options = dict(config.model_options)
-    if candidate.widths is not None:
-        options["widths"] = list(candidate.widths)
-    if config.dropout is not None:
-        options["dropout"] = config.dropout
-    channels, size = workload.channels, candidate.image_size
-    spec = ModelSpec(config.model, channels, workload.num_classes, size, options)
-    model: nn.Module = build_model(spec).to(fast.device)
-    if fast.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    batch = max(1, min(config.batch_size, MEASURE_BATCH, workload.train_images))
-    steps = WARMUP_STEPS + TIMED_STEPS
-    optimizer = build_optimizer(config, model)
-    scheduler = build_scheduler(config, optimizer, 100, 1)  # early in warm-up: finite steps
-    generator = torch.Generator().manual_seed(config.seed)
-    images = torch.randint(0, 256, (batch, channels, *size), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, workload.num_classes, (batch,), generator=generator)
-    batches = [(images.to(fast.device), labels.to(fast.device))] * steps
-    augmentation = resolve_augmentation(config.to_dict(), config.data, size, config.augment)
-    if augmentation.enabled:
-        batches = augmented_batches(iter(batches), augmentation, (0.5,) * channels, 0, 0, 0)
-    settings = StepSettings(
-        Normalizer((0.5,) * channels, (0.25,) * channels), fast.precision, fast.channels_last
-    )
-    times: list[float] = []
-    train_one_epoch(
-        model, batches, optimizer, scheduler, nn.CrossEntropyLoss(), settings, EpochTotals(),
-        after_step=lambda totals, count: times.append(time.perf_counter()),
-        max_nonfinite_steps=steps + 1,
-    )  # fmt: skip
-    return TIMED_STEPS * batch / max(times[-1] - times[WARMUP_STEPS - 1], 1e-9)
-
-
-def run_fast_path(config: TrainConfig) -> FastPath:
-    """The fast path open_session will choose (training/session.py), chosen the same way."""
-    device = process_device(resolve_device(config.device))
-    threads = process_threads(config.threads, available_cores())
-    return choose_fast_path(device, config.precision, config.channels_last, threads)
-
-
-@dataclass(frozen=True)
-class Facts:
-    """A data set before it is loaded: its workload, and for a folder the files and decoding."""
-
-    workload: Workload
-    root: Path | None = None
-    files: tuple[str, ...] = ()
-    sample: tuple[str, ...] = ()  # the seeded sample of files decoded to measure the rate
-
-
-def data_facts(config: TrainConfig) -> Facts:
-    """The workload of config.data without decoding it: a folder's files are listed and a seeded
-    sample's headers read; a named data set's sizes are in its DATASETS entry."""
-    if not config.data.startswith(FOLDER_PREFIX):
-        source = DATASETS.get(config.data)
-        val = round(source.train_count * config.val_fraction)
-        workload = Workload(source.channels, len(source.class_names), source.train_count - val,
-                            val, source.image_size, True)  # fmt: skip
-        return Facts(workload)
-    scan = scan_folder(config.data[len(FOLDER_PREFIX) :])
-    root = scan.root.resolve()
-    files = [name for pool in ("train", "val", "test") for name in scan.files.get(pool, [])]
-    picked = sorted(
-        random.Random(config.seed).sample(range(len(files)), min(DECODE_SAMPLE, len(files)))
-    )
-    sample = tuple(files[i] for i in picked)
-    given = parse_image_size(config.image_size)
-    headers = Counter(size for name in sample if (size := image_header_size(root / name)))
-    native = given or (headers.most_common(1)[0][0] if headers else (64, 64))
-    train, val = _split_counts(config, scan.files, scan.split_folders)
-    channels = config.channels or 3  # colour unless asked: the larger cost
-    workload = Workload(channels, len(scan.class_names), train, val, native, given is not None)
-    return Facts(workload, root, tuple(files), sample)
-
-
-def _split_counts(
-    config: TrainConfig, files: dict[str, list[str]], split_folders: bool
-) -> tuple[int, int]:
-    """(train, val) images as the run's splits will hold them (run/splits.py), to within one."""
-    train = len(files["train"])
-    if not split_folders or "test" not in files:
-        train -= round(train * config.test_fraction)
-    val = len(files.get("val", []))
-    if not val:
-        val = round(train * config.val_fraction)
-        train -= val
-    return max(1, train), val
-
-
-def estimate_decode(
-    config: TrainConfig, facts: Facts, image_size: tuple[int, int]
-) -> DecodeEstimate:
-    """The time to decode the folder at this size: none when cached, else the rate of a seeded
-    sample decoded in this process, times the processes decode_files will use."""
-    files, root = list(facts.files), facts.root
-    preprocess = Preprocess(image_size, config.aspect, config.channels)
-    if config.cache and is_cached(root, files, preprocess):
-        return DecodeEstimate(len(files), 0.0, True)
-    start, quiet = time.perf_counter(), logging.getLogger(decode_files.__module__)
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # a sample's "decoding 50 images" is no news to the user
-    try:
-        decode_files(root, list(facts.sample), preprocess, cache=False, workers=1)
-    finally:
-        quiet.setLevel(level)
-    per_process = len(facts.sample) / max(time.perf_counter() - start, 1e-6)
-    processes = available_cores() if len(files) >= SERIAL_BELOW else 1
-    return DecodeEstimate(len(files), per_process * processes, False)
-
-
 def plan_budget(config: TrainConfig, stream: TextIO | None) -> tuple[TrainConfig, dict[str, Any]]:
     """The settings that fit config.time_budget (image size, widths, epochs), and the record of
     the choice for config.json (resolved.time_budget); the choice is printed to `stream`."""
@@ -347,7 +172,7 @@ def plan_budget(config: TrainConfig, stream: TextIO | None) -> tuple[TrainConfig
         return budget * SAFETY - (time.perf_counter() - started)
 
     chosen, considered = choose(
-        options, lambda c: measure_training(config, facts.workload, c, fast),
+        options, lambda c: measure_training(config, facts.workload, c.image_size, c.widths, fast),
         facts.workload, available, config.epochs,
     )  # fmt: skip
     decode = None
@@ -428,7 +253,7 @@ def estimate_run(config: TrainConfig, stream: TextIO | None) -> dict[str, Any] |
     )
     decode = estimate_decode(config, facts, size)
     fast = run_fast_path(config)
-    rate = measure_training(config, workload, Candidate(size), fast)
+    rate = measure_training(config, workload, size, None, fast)
     seconds = config.epochs * workload.epoch_seconds(rate)
     height, width = size
     lines = [
