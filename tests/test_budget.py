@@ -158,6 +158,17 @@ def test_candidates_never_upscale_and_keep_the_aspect():
     assert [c.image_size for c in budget.candidates(config, small)] == [(40, 30), (32, 24)]
 
 
+def test_candidates_stay_at_or_above_the_models_smallest_size(monkeypatch):
+    work = Workload(3, 2, 100, 10, (363, 360), False)
+    monkeypatch.setattr(budget, "model_min_image_size", lambda name: 60)  # as tv-* models say 32
+    sizes = [c.image_size for c in budget.candidates(TrainConfig(model="small-cnn"), work)]
+    assert sizes[::2] == [(128, 127), (96, 95), (64, 63)]
+    monkeypatch.setattr(budget, "model_min_image_size", lambda name: 500)  # none fits: the largest
+    assert [c.image_size for c in budget.candidates(TrainConfig(model="lenet5"), work)] == [
+        (128, 127)
+    ]
+
+
 def test_the_estimate_line_uses_the_measured_rates(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "images")
     monkeypatch.setattr(budget, "ESTIMATE_ABOVE", 0)

@@ -20,6 +20,7 @@ import torch
 from cnnlab.data.folder import automatic_image_size, parse_image_size
 from cnnlab.data.sources import FOLDER_PREFIX
 from cnnlab.errors import ConfigError
+from cnnlab.models import model_min_image_size
 from cnnlab.training.config import TrainConfig, parse_duration
 from cnnlab.training.process import place
 from cnnlab.training.throughput import (
@@ -85,11 +86,14 @@ def _scaled(native: tuple[int, int], longest: int) -> tuple[int, int]:
 
 
 def candidates(config: TrainConfig, workload: Workload) -> list[Candidate]:
-    """Image sizes (largest first, never upscaled) times widths (the model's own, then half)."""
+    """Image sizes (largest first, never upscaled, none below what the model accepts) times
+    widths (the model's own, then half)."""
     if workload.fixed_size:
         sizes = [workload.native_size]
     else:
         sizes = list(dict.fromkeys(_scaled(workload.native_size, side) for side in SIZES))
+        smallest = model_min_image_size(config.model)
+        sizes = [size for size in sizes if min(size) >= smallest] or sizes[:1]
     widths: list[tuple[int, ...] | None] = [None]
     if config.model == "small-cnn" and "widths" not in config.model_options:
         widths.append(HALF_WIDTHS)
