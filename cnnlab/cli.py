@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("cnnlab").addHandler(handler)
-    logging.getLogger("cnnlab").setLevel(logging.INFO)
+    logger = logging.getLogger("cnnlab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: stopped.", file=sys.stderr)
         return 130
+    finally:  # a later main() in the same process (the API, a test) must not log to this stream
+        logger.removeHandler(handler)
 
 
 def _reader_went_away() -> int:
