@@ -303,3 +303,22 @@ def test_each_pruner_flag_is_optunas_pruner(name, expected):
     from cnnlab.tuning.search import make_pruner
 
     assert isinstance(make_pruner(name), getattr(optuna.pruners, expected))
+
+
+def test_the_median_pruner_judges_no_trial_in_its_warm_up_epochs():
+    import optuna
+
+    from cnnlab.tuning.search import make_pruner
+
+    def verdict(warmup: int) -> bool:
+        study = optuna.create_study(direction="maximize", pruner=make_pruner("median", warmup))
+        for _ in range(2):  # two finished trials that were good at every epoch
+            good = study.ask()
+            for epoch in range(1, 4):
+                good.report(0.9, epoch)
+            study.tell(good, 0.9)
+        poor = study.ask()
+        poor.report(0.1, 1)  # far below the median after its first epoch
+        return poor.should_prune()
+
+    assert verdict(0) and not verdict(3)

