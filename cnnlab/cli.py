@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(with_flags=_named_command(argv))
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # as given: `train --nproc` passes them on to torchrun
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

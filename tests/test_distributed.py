@@ -185,3 +185,20 @@ def test_two_machines_rendezvous_with_c10d(two_process_run, tmp_path):
     assert epochs_logged(run) == [1, 2]
     a, b = final_weights(straight), final_weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nproc_passes_the_arguments_given_to_main_not_the_host_programs(monkeypatch, tmp_path):
+    launched = []
+    monkeypatch.setattr(subprocess, "call", lambda command: launched.append(command) or 0)
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", "digits", "--epochs", "1", "--nproc", "2", "--out", out]) == 0
+    command = launched[0]
+    assert command[command.index("--nproc-per-node=2") + 1 :] == [
+        "-m", "cnnlab", "train", "--data", "digits", "--epochs", "1", "--out", out,
+    ]  # fmt: skip
+
+
+def test_sync_bn_in_one_process_says_it_does_nothing(tmp_path):
+    config = TrainConfig(**{**SETTINGS, "epochs": 1}, threads=1, sync_bn=True)
+    with pytest.warns(UserWarning, match="no effect in a single process"):
+        train(config, tmp_path / "run", show_progress=False)

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             from cnnlab.training.budget import export_plan
 
             export_plan(config, None if args.quiet else sys.stderr)
-        return _launch(args.nproc)
+        return _launch(args.nproc, getattr(args, "argv", sys.argv[1:]))
     resume = bool(args.resume) or _restarted(out, restart_count())
     if resume and not args.resume:
         config = _resolve_resumed(out, config)
@@ -150,7 +150,7 @@ except ChildFailedError as failure:
 """
 
 
-def _launch(processes: int) -> int:
+def _launch(processes: int, given: list[str]) -> int:
     """`--nproc N`: this same command under torchrun, N processes on this machine."""
     import subprocess
 
@@ -159,7 +159,6 @@ def _launch(processes: int) -> int:
     if "WORLD_SIZE" in os.environ:
         raise CnnlabError("--nproc starts torchrun itself; under torchrun, leave it out.")
     argv, skip = [], False
-    given = sys.argv[1:]
     for arg in given[given.index("train") + 1 :] if "train" in given else given:
         if skip or arg == "--nproc" or arg.startswith("--nproc="):
             skip = arg == "--nproc" and not skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,6 +142,12 @@ def group_model(model: nn.Module, config: TrainConfig, here: Place) -> nn.Module
     """Under torchrun: SyncBatchNorm if asked (CUDA only, as PyTorch's is), and each process's own
     random stream for dropout (rank 0 keeps the run's seed)."""
     if not here.distributed:
+        if config.sync_bn:
+            warnings.warn(
+                "--sync-bn has no effect in a single process: one process's batch statistics "
+                "are already the global batch's. It matters with --nproc or torchrun on GPUs.",
+                stacklevel=2,
+            )
         return model
     if config.sync_bn:
         if next(model.parameters()).device.type != "cuda":
