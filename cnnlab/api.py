@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from cnnlab.data.inputs import ImageInput, prepare_images
+from cnnlab.inference.calibrate import Decision, decision_for
 from cnnlab.run.load import LoadedRun, load_run
 from cnnlab.runtime.predict import predict_logits
 
@@ -89,14 +90,16 @@ def evaluate(run: str | os.PathLike, split: str = "test", **options: Any) -> dic
 
 @dataclass(frozen=True)
 class Predictions:
-    """Class probabilities [N, K] for N images, with the run's class names."""
+    """Class probabilities [N, K] for N images, with the run's class names; `decided` [N] are the
+    predicted classes when RUN/calibration.json sets a two-class threshold (else the argmax)."""
 
     probabilities: torch.Tensor
     class_names: tuple[str, ...]
+    decided: torch.Tensor | None = None
 
     @property
     def indices(self) -> torch.Tensor:
-        return self.probabilities.argmax(dim=1)
+        return self.decided if self.decided is not None else self.probabilities.argmax(dim=1)
 
     @property
     def labels(self) -> list[str]:
@@ -113,16 +116,17 @@ class Predictions:
         """Per image: predicted class, confidence and the k most likely classes."""
         from cnnlab.inference import top_classes
 
-        return top_classes(self.probabilities, list(self.class_names), k)
+        return top_classes(self.probabilities, list(self.class_names), k, self.indices)
 
 
 class Model:
     """A trained network with its preprocessing, as `cnnlab.load(RUN)` returns it."""
 
-    def __init__(self, loaded: LoadedRun) -> None:
+    def __init__(self, loaded: LoadedRun, decision: Decision | None = None) -> None:
         self.loaded = loaded
         self.module = loaded.model  # the torch.nn.Module, in eval mode
         self.class_names = tuple(loaded.class_names)
+        self.decision = decision or Decision()  # temperature and threshold, as `predict` uses
 
     @property
     def run(self) -> Path:
@@ -136,7 +140,11 @@ class Model:
         logits = predict_logits(
             self.module, pixels.to(self.loaded.device), self.loaded.settings, batch_size
         )
-        return Predictions(torch.softmax(logits, dim=1), self.class_names)
+        if self.decision.record is None:  # no calibration.json: the model's own softmax
+            return Predictions(torch.softmax(logits, dim=1), self.class_names)
+        probabilities = self.decision.probabilities(logits)  # float64, as `cnnlab predict`'s
+        decided = self.decision.predictions(probabilities)
+        return Predictions(probabilities.to(logits.dtype), self.class_names, decided)
 
     def __repr__(self) -> str:
         record = self.loaded.record
@@ -148,7 +156,15 @@ class Model:
 
 
 def load(
-    run: str | os.PathLike, checkpoint: str = "best", device: str = "auto", precision: str = "auto"
+    run: str | os.PathLike,
+    checkpoint: str = "best",
+    device: str = "auto",
+    precision: str = "auto",
+    calibration: bool = True,
 ) -> Model:
-    """A trained run's model, ready to `predict`; needs only the run directory."""
-    return Model(load_run(os.fspath(run), checkpoint, device, precision))
+    """A trained run's model, ready to `predict`; needs only the run directory. As `cnnlab
+    predict` does, it applies RUN/calibration.json (temperature, two-class threshold) when the
+    file was fitted on this checkpoint; `calibration=False` gives the raw softmax and argmax."""
+    loaded = load_run(os.fspath(run), checkpoint, device, precision)
+    decision = decision_for(loaded, checkpoint, calibration, notify=lambda line: None)
+    return Model(loaded, decision)

@@ -142,6 +142,12 @@ def test_evaluate_and_predict_use_calibration_json(run, lesions, capsys):
         assert (row["predicted"] == "malignant") == (
             row["positive_probability"] >= record["threshold"]
         )
+    import cnnlab  # the Python API decides as `cnnlab predict` does, or not at all if told so
+
+    model = cnnlab.load(run, device="cpu")
+    assert model.predict(files).labels == [row["predicted"] for row in found]
+    raw = cnnlab.load(run, device="cpu", calibration=False).predict(files)
+    assert raw.labels == [CLASSES[i] for i in raw.probabilities.argmax(dim=1).tolist()]
 
 
 def _predict(run, capsys, files, *flags):
