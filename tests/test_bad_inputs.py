@@ -598,6 +598,7 @@ def world(tmp_path_factory):
         cache = tmp_path_factory.mktemp("cache")
         patch.setenv("CNNLAB_CACHE_DIR", str(cache))
         patch.setenv("XDG_CACHE_HOME", str(cache))
+        patch.delenv("CNNLAB_DATA", raising=False)  # "not found" rows must not find ../shared
         yield build_world(tmp_path_factory.mktemp("bad-inputs"))
 
 
