@@ -86,6 +86,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    code = _train(args)
+    from cnnlab.training.process import leave_group_and_exit, place
+
+    if place().distributed:  # a torchrun worker: leave together, skip the C++ teardown
+        leave_group_and_exit(code)
+    return code
+
+
+def _train(args: argparse.Namespace) -> int:
     from cnnlab.training.process import restart_count, writes_files
     from cnnlab.training.run import train
 
