@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab.data.loader import balanced_epoch_order, epoch_order, num_batches
+from cnnlab.data.loader import balanced_epoch_order, epoch_order, num_batches, train_batches
 from cnnlab.errors import ConfigError
 from cnnlab.training.interrupt import StopFlag
 
@@ -149,12 +149,12 @@ def shard_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This process's contiguous shard of each global batch of `order` (all of it alone)."""
     here = place()
+    if not here.distributed:
+        yield from train_batches(images, labels, batch_size, order, start_batch)
+        return
     order = order.to(images.device)
     for index in range(start_batch, num_batches(len(order), batch_size)):
         batch = order[index * batch_size : (index + 1) * batch_size]
-        if not here.distributed:
-            yield images.index_select(0, batch), labels.index_select(0, batch)
-            continue
         shard = torch.tensor_split(batch, here.world)[here.rank]
         if len(shard):
             yield images.index_select(0, shard), labels.index_select(0, shard)
