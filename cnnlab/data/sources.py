@@ -188,15 +188,34 @@ def default_recipe(source: str) -> str:
     return DATASETS.get(source).recipe if source in DATASETS else "none"
 
 
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (float64 [1797, 64] pixels 0..16, int [1797] labels), read from
+    the package's digits.csv.gz without importing scikit-learn: its import (scipy with it) cost
+    ~1 s of a digits run's start. The same parse as sklearn.datasets.load_digits."""
+    import gzip
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")  # finds the package folder; runs none of its code
+    folders = (spec and spec.submodule_search_locations) or []
+    for folder in folders:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt", encoding="utf-8") as file:
+                data = np.loadtxt(file, delimiter=",")
+            return data[:, :-1], data[:, -1].astype(int)
+    from sklearn.datasets import load_digits  # a layout this does not know: ask scikit-learn
+
+    bunch = load_digits()
+    return bunch.data, bunch.target
+
+
 def _load_digits(
     source: DatasetSource, data_dir: str | os.PathLike | None, download: bool
 ) -> ImageDataset:
-    from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
-
-    bunch = load_digits()
-    scaled = np.floor(bunch.images * 255 / 16 + 0.5)  # values 0..16 -> 0..255
+    pixels, targets = _digits_arrays()
+    scaled = np.floor(pixels.reshape(-1, 8, 8) * 255 / 16 + 0.5)  # values 0..16 -> 0..255
     images = torch.from_numpy(scaled.astype(np.uint8)).unsqueeze(1)  # [1797, 1, 8, 8]
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    labels = torch.from_numpy(targets.astype(np.int64))
     train, test = stratified_split(labels, DIGITS_TEST_FRACTION, seed=DIGITS_SPLIT_SEED)
     return ImageDataset(
         name=source.name,

@@ -14,7 +14,9 @@ import torch
 
 from cnnlab.errors import ConfigError, DataError
 
-CHUNK_ELEMENTS = 1 << 22  # values summed at a time: 32 MB as int64
+# Values counted at a time: torch.bincount costs ~15 ms a call beyond its 1.5 ns a value
+# (measured), so chunks are large; when C > 1 a channel's chunk is copied (64 MB at most).
+CHUNK_ELEMENTS = 1 << 26
 
 
 def stratified_split(
@@ -33,23 +35,22 @@ def stratified_split(
             f"{tuple(labels.shape)}."
         )
     generator = torch.Generator().manual_seed(seed)
-    labels = labels.cpu()
-    val_parts = []
-    for label in torch.unique(labels, sorted=True):
-        members = torch.nonzero(labels == label).flatten()  # ascending
+    # numpy for the index work: torch.unique and torch.nonzero on CPU take ~0.2 s and ~25 ms
+    # per class on MNIST's 60,000 labels (measured), numpy's a millisecond; same indices.
+    values = labels.cpu().numpy()
+    in_val = np.zeros(len(values), dtype=bool)
+    for label in np.unique(values):  # sorted
+        members = np.flatnonzero(values == label)  # ascending
         count = len(members)
         num_val = math.floor(count * val_fraction + 0.5)
         if count < 2:
             num_val = 0
         elif val_fraction > 0:
             num_val = min(max(num_val, 1), count - 1)
-        order = torch.randperm(count, generator=generator)
-        val_parts.append(members[order[:num_val]])
-    in_val = torch.zeros(len(labels), dtype=torch.bool)
-    if val_parts:
-        in_val[torch.cat(val_parts)] = True
-    train_indices = torch.nonzero(~in_val).flatten().to(torch.int64)
-    val_indices = torch.nonzero(in_val).flatten().to(torch.int64)
+        order = torch.randperm(count, generator=generator).numpy()
+        in_val[members[order[:num_val]]] = True
+    train_indices = torch.from_numpy(np.flatnonzero(~in_val).astype(np.int64))
+    val_indices = torch.from_numpy(np.flatnonzero(in_val).astype(np.int64))
     return train_indices, val_indices
 
 
@@ -118,8 +119,10 @@ def _check_fraction(val_fraction: float) -> None:
 def channel_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and population standard deviation of uint8 [N, C, H, W] images on [0, 1].
 
-    Sums are accumulated exactly in integers, a chunk of images at a time, so 60,000 images need
-    little memory and the result does not depend on the chunking.
+    Exact: a 256-bin histogram per channel gives the integer sums of x and x^2 (a chunk of images
+    at a time, so memory stays small and the result does not depend on the chunking). Counting
+    bytes is faster than summing an int64 copy: 0.07 s against 0.45 s for MNIST's 47 million
+    values (measured on two cores).
     """
     if images.dtype != torch.uint8 or images.ndim != 4 or images.numel() == 0:
         raise ValueError(
@@ -127,19 +130,18 @@ def channel_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
             f"{images.dtype} and shape {tuple(images.shape)}."
         )
     num_channels = images.shape[1]
-    sums = [0] * num_channels
-    square_sums = [0] * num_channels
-    images_per_chunk = max(1, CHUNK_ELEMENTS // images[0].numel())
+    histograms = torch.zeros((num_channels, 256), dtype=torch.int64)
+    images_per_chunk = max(1, CHUNK_ELEMENTS // images[0, 0].numel())
     for chunk in images.split(images_per_chunk):
-        values = chunk.to(torch.int64)  # [n, C, H, W]
-        chunk_sums = values.sum(dim=(0, 2, 3)).tolist()
-        chunk_square_sums = (values * values).sum(dim=(0, 2, 3)).tolist()
         for channel in range(num_channels):
-            sums[channel] += chunk_sums[channel]
-            square_sums[channel] += chunk_square_sums[channel]
+            values = chunk[:, channel].reshape(-1)  # a view when C == 1
+            histograms[channel] += torch.bincount(values, minlength=256)
+    levels = list(range(256))
     count = images.numel() // num_channels
     means, stds = [], []
-    for total, square_total in zip(sums, square_sums, strict=True):
+    for histogram in histograms.tolist():
+        total = sum(n * v for n, v in zip(histogram, levels, strict=True))
+        square_total = sum(n * v * v for n, v in zip(histogram, levels, strict=True))
         # Variance with exact integers: (count * sum(x^2) - sum(x)^2) / count^2, then to [0, 1].
         variance = (count * square_total - total * total) / (count * count * 255**2)
         means.append(total / (count * 255))

@@ -1,0 +1,149 @@
+"""The fixed cost of a training process, cut without changing a result: normalisation statistics
+from per-channel histograms, exact copies across splits found by 64-bit keys whose pixels are
+then compared, stratified splits indexed in numpy, and the digits read without importing
+scikit-learn. Oracles: numpy in float64, scikit-learn's own load_digits, a brute-force pixel
+comparison, and the torch implementation the split had before."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.data import duplicates
+from cnnlab.data.duplicates import find_duplicates, pixel_keys, twins_in
+from cnnlab.data.splits import channel_mean_std, stratified_split
+
+
+def _uint8(shape: tuple, seed: int, high: int = 256) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, high, shape, generator=generator).to(torch.uint8)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (300, 1, 28, 28), (64, 3, 7, 9), (5, 4, 2, 3)])
+def test_channel_mean_std_equals_float64_numpy(shape):
+    images = _uint8(shape, seed=sum(shape))
+    images[0] = 255  # both ends of the histogram are used
+    if shape[0] > 1:
+        images[1] = 0
+    values = images.numpy().astype(np.float64) / 255
+    mean, std = channel_mean_std(images)
+    np.testing.assert_allclose(mean, values.mean(axis=(0, 2, 3)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(std, values.std(axis=(0, 2, 3)), rtol=0, atol=1e-12)
+
+
+def test_channel_mean_std_of_a_constant_image_is_exact():
+    images = torch.full((10, 2, 3, 3), 51, dtype=torch.uint8)  # 51 / 255 = 0.2
+    assert channel_mean_std(images) == ([51 / 255] * 2, [0.0, 0.0])
+    strided = _uint8((20, 6, 4, 4), seed=3)[:, ::2]  # a non-contiguous view of 3 channels
+    values = strided.numpy().astype(np.float64) / 255
+    np.testing.assert_allclose(channel_mean_std(strided)[1], values.std(axis=(0, 2, 3)), atol=1e-12)
+
+
+def _old_stratified_split(labels: torch.Tensor, fraction: float, seed: int):
+    """The torch version this split replaced (torch.unique and torch.nonzero per class)."""
+    generator = torch.Generator().manual_seed(seed)
+    val_parts = []
+    for label in torch.unique(labels, sorted=True):
+        members = torch.nonzero(labels == label).flatten()
+        count = len(members)
+        num_val = math.floor(count * fraction + 0.5)
+        if count < 2:
+            num_val = 0
+        elif fraction > 0:
+            num_val = min(max(num_val, 1), count - 1)
+        val_parts.append(members[torch.randperm(count, generator=generator)[:num_val]])
+    in_val = torch.zeros(len(labels), dtype=torch.bool)
+    if val_parts:
+        in_val[torch.cat(val_parts)] = True
+    return torch.nonzero(~in_val).flatten(), torch.nonzero(in_val).flatten()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9])
+def test_stratified_split_picks_the_same_indices_as_before(fraction):
+    generator = torch.Generator().manual_seed(5)
+    cases = [
+        torch.tensor([3, 3, 1, 5, 5, 5, 0]),
+        torch.randint(-2, 40, (1000,), generator=generator),
+        torch.randint(0, 3, (50,), generator=generator).to(torch.int32),
+        torch.zeros(0, dtype=torch.int64),
+    ]
+    for labels in cases:
+        for seed in (0, 7):
+            new = stratified_split(labels, fraction, seed)
+            old = _old_stratified_split(labels, fraction, seed)
+            for ours, theirs in zip(new, old, strict=True):
+                assert ours.dtype == torch.int64
+                assert torch.equal(ours, theirs), (labels, fraction, seed)
+
+
+def _brute_twins(first: torch.Tensor, second: torch.Tensor) -> list[int]:
+    """For each image of second, the lowest index of an equal image of first, or -1."""
+    flat_first = first.reshape(len(first), -1)
+    out = []
+    for image in second.reshape(len(second), -1):
+        equal = (flat_first == image).all(dim=1).nonzero().flatten()
+        out.append(int(equal[0]) if len(equal) else -1)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (28, 28), (5, 3)])  # 5x3 pads its 15 bytes
+def test_planted_copies_are_all_found_and_nothing_else(shape):
+    first = _uint8((400, 1, *shape), seed=1, high=3)  # few levels: chance copies too
+    second = _uint8((150, 1, *shape), seed=2, high=3)
+    second[10] = first[7]
+    second[11] = first[7]
+    first[300] = first[7]  # a later copy inside first: the lowest index is named
+    second[149] = first[399]
+    twins = twins_in(first, second, pixel_keys(first), pixel_keys(second))
+    expected = _brute_twins(first, second)
+    assert twins.tolist() == expected
+    assert expected[10] == expected[11] == 7 and expected[149] <= 399
+
+
+def test_shared_keys_never_pass_for_copies(monkeypatch):
+    first, second = _uint8((50, 3, 4, 4), seed=3), _uint8((30, 3, 4, 4), seed=4)
+    second[5] = first[20]
+    same_key = np.zeros  # every image gets key 0: the pixels alone must decide
+    monkeypatch.setattr(duplicates, "pixel_keys", lambda images: same_key(len(images), np.uint64))
+    ids = {name: [f"{name}{i}" for i in range(n)] for name, n in (("train", 50), ("test", 30))}
+    report = find_duplicates({"train": (first, ids["train"]), "test": (second, ids["test"])})
+    assert [(p["train"], p["test"], p["kind"]) for p in report.pairs] == [
+        ("train20", "test5", "exact")
+    ]
+
+
+def test_pixel_keys_are_equal_for_equal_images_and_spread_otherwise():
+    images = _uint8((2000, 3, 9, 9), seed=6)
+    images[1999] = images[0]
+    keys = pixel_keys(images)
+    assert keys.dtype == np.uint64 and keys[1999] == keys[0]
+    assert len(np.unique(keys)) == 1999
+    assert np.array_equal(pixel_keys(images[:100]), keys[:100])  # per image, not per batch
+
+
+def test_digits_are_read_without_scikit_learn_and_equal_its_own():
+    from sklearn.datasets import load_digits
+
+    from cnnlab.data.sources import _digits_arrays
+
+    pixels, targets = _digits_arrays()
+    bunch = load_digits()
+    assert pixels.dtype == bunch.data.dtype and np.array_equal(pixels, bunch.data)
+    assert np.array_equal(targets, bunch.target)
+    code = (
+        "import sys; from cnnlab.data.sources import load_dataset; d = load_dataset('digits'); "
+        "print(len(d.train_labels) + len(d.test_labels), 'sklearn' in sys.modules, "
+        "'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1797", "False", "False"]
+
+
+def test_an_empty_split_has_no_keys_and_no_twins():
+    empty, images = torch.zeros((0, 3, 6, 6), dtype=torch.uint8), _uint8((4, 3, 6, 6), seed=8)
+    assert pixel_keys(empty).shape == (0,)
+    assert twins_in(images, empty, pixel_keys(images), pixel_keys(empty)).shape == (0,)
+    assert twins_in(empty, images, pixel_keys(empty), pixel_keys(images)).tolist() == [-1] * 4
