@@ -567,6 +567,7 @@ def main() -> None:
     results = run_parts(args, results)
     if args.reuse:
         results = merge_reused(results, earlier, args.parts, args.reuse.name)
+    results["machine"]["load_average_at_end"] = os.getloadavg()  # others' work shows here
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"speed-{datetime.now(UTC).strftime('%Y-%m-%dT%H%M')}.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2))

@@ -27,6 +27,7 @@ THRESHOLDS = {
 # baseline script: more where bfloat16 is native (AVX512-BF16 or AMX), the lever it gives.
 THROUGHPUT_RATIO = {False: 2.0, True: 3.0}
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
+NO_THEORETICAL_PEAK = "No theoretical peak (the note under this block says why)."
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,10 @@ def section(kind: str, parts: dict[str, tuple[str, dict]]) -> list[str]:
         by_file.setdefault(name, []).append(key)
     for name in sorted(by_file):
         results = next(r for n, r in parts.values() if n == name)
-        load = results["machine"].get("load_average_at_start", [float("nan")])[0]
+        loads = [results["machine"].get(f"load_average_at_{when}") for when in ("start", "end")]
+        load = " -> ".join(f"{pair[0]:.2f}" for pair in loads if pair)
         lines.append(
-            f"- `{name}` ({', '.join(by_file[name])}; load average at start {load:.2f}): "
+            f"- `{name}` ({', '.join(by_file[name])}; load average {load}): "
             f"`{results.get('argv', '')}`"
         )
     lines += ["", *targets_table(parts, native_bf16(latest)), ""]
@@ -241,6 +243,11 @@ def targets_table(parts: dict[str, tuple[str, dict]], native: bool) -> list[str]
         met = "**met**" if verdict["met"] else "not met"
         lines.append(
             f"| {verdict['target']} | {verdict['says']} | {verdict['ratio']:.2f}x | {met} |"
+        )
+    else:
+        lines.append(
+            f"| training images/s on the baseline's network >= {THROUGHPUT_RATIO[native]:g}x the "
+            "baseline script | not measured on this kind | - | - |"
         )
     return lines
 
@@ -368,7 +375,7 @@ def profile_table(profile: dict) -> list[str]:
         "operators by kind). Measured peak: torch.mm of two "
         f"{peak['size']}x{peak['size']} matrices, best of {peak['repeats']}, {peak['threads']} "
         f"threads: {peak['fp32_gflops']:,.0f} GFLOP/s fp32, {peak['bf16_gflops']:,.0f} GFLOP/s "
-        f"bf16. {peak.get('theoretical', 'No theoretical peak: see below.')} Achieved = 6 x MACs "
+        f"bf16. {peak.get('theoretical', NO_THEORETICAL_PEAK)} Achieved = 6 x MACs "
         "per image x images/s (forward 2 FLOP per multiply-accumulate, backward twice forward).",
         "",
         "| recipe | MACs/image | batch, precision | train images/s | achieved GFLOP/s | of "
