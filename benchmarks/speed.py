@@ -562,7 +562,9 @@ def main() -> None:
         try:
             earlier = json.loads(args.reuse.read_text())
             check_reusable(earlier, results["machine"], args.reuse.name)
-        except (OSError, ValueError, KeyError) as error:  # ForeignBaseline is a ValueError
+        except KeyError as missing:
+            arguments.error(f"--reuse {args.reuse}: not a speed results file (no {missing}).")
+        except (OSError, ValueError) as error:  # ForeignBaseline is a ValueError
             arguments.error(f"--reuse {args.reuse}: {error}")
     results = run_parts(args, results)
     if args.reuse:

@@ -11,7 +11,7 @@ import pytest
 from torch import nn
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.append(str(BENCHMARKS))  # appended: never shadows an installed module
 
 import machine_peak  # noqa: E402
 import speed_report  # noqa: E402
