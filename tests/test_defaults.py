@@ -23,10 +23,10 @@ CONFIG_KEYS = (
     "check_duplicates strict cache "
     "recipe model model_options dropout pretrained weights freeze_epochs lr_decay_per_stage "
     "freeze_bn epochs time_budget batch_size optimizer learning_rate momentum "
-    "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing "
+    "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing ema "
     "class_weighted_loss sampler val_fraction monitor early_stopping max_nonfinite_steps "
     "checkpoint_every_steps layer_stats seed device precision channels_last threads sync_bn "
-    "eval_batch_size augment "
+    "eval_batch_size tta augment "
     "hflip vflip crop_padding rotate scale pad_fill brightness contrast noise erase"
 ).split()
 

@@ -11,6 +11,7 @@ from typing import Any
 from cnnlab.commands import COMMANDS, common
 from cnnlab.commands.calibrate import add_positive_class_flag
 from cnnlab.errors import CnnlabError
+from cnnlab.runtime import TTA_CHOICES
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +37,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="k of top-k accuracy (default: 5)")
     parser.add_argument("--batch-size", type=int, default=1024, help="images per batch")
     add_calibration_flag(parser)
+    add_tta_flag(parser)
     add_positive_class_flag(parser)
     parser.add_argument(
         "--bootstrap",
@@ -57,6 +59,20 @@ def add_calibration_flag(parser: argparse.ArgumentParser) -> None:
         dest="calibration",
         action="store_false",
         help="ignore RUN/calibration.json: the argmax of the model's own softmax decides",
+    )
+
+
+def add_tta_flag(parser: argparse.ArgumentParser) -> None:
+    """--tta: shared with predict."""
+    parser.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default=None,
+        help="test-time augmentation: none; flip (average the logits of each image and its "
+        "mirror image, 2 forward passes); flip-shift (also two copies shifted one pixel "
+        "diagonally, each with its mirror image, 6 passes); on either runtime (default: the "
+        "run's own `train --tta`, config.json train.tta). Digits and MNIST are not "
+        "mirror-symmetric: a line warns there",
     )
 
 
@@ -84,13 +100,14 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         positive_class=args.positive_class,
         bootstrap=args.bootstrap,
+        tta=args.tta,
         notify=lambda line: print(line, file=sys.stderr),
     )
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_metrics_table(metrics))
-        print(f"runtime: {metrics['runtime']}")
+        print(f"runtime: {metrics['runtime']}, test-time augmentation: {metrics['tta']}")
         name = evaluation_name(args.split, args.checkpoint, args.runtime)
         figures = "-confusion.png, -reliability.png" + (
             ", -roc-pr.png" if "binary" in metrics else ""

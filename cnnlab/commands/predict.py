@@ -17,7 +17,7 @@ from typing import Any
 
 from cnnlab.commands import COMMANDS, common
 from cnnlab.commands.calibrate import add_positive_class_flag
-from cnnlab.commands.evaluate import add_calibration_flag
+from cnnlab.commands.evaluate import add_calibration_flag, add_tta_flag
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.fileio import atomic_writer
 
@@ -54,6 +54,7 @@ def register(subparsers: Any) -> None:
     common.add_checkpoint_flag(parser)
     common.add_device_flags(parser)
     add_calibration_flag(parser)
+    add_tta_flag(parser)
     add_positive_class_flag(parser)
     common.add_json_flag(parser, "the predictions")
     parser.set_defaults(handler=run)
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         calibration=args.calibration,
         positive_class=args.positive_class,
+        tta=args.tta,
         notify=lambda line: print(line, file=sys.stderr),
     )
     failures: list[dict[str, str]] = []

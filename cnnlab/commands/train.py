@@ -119,6 +119,8 @@ def _train(args: argparse.Namespace) -> int:
         "global_step": result.global_step,
         "best": result.best,
         "last": result.last,
+        "weights": {"ema": config.ema} if config.ema else "live",
+        "tta": config.tta,
     }
     if args.test and result.status != "interrupted":
         from cnnlab.inference import evaluate_run
@@ -238,3 +240,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         )
     else:
         print(f"next: cnnlab evaluate {summary['run']}")
+    weights, tta = summary["weights"], summary["tta"]
+    used = [f"EMA weights (decay {weights['ema']:g})"] if weights != "live" else []
+    used += [f"test-time augmentation {tta}"] if tta != "none" else []
+    if used:
+        print(f"scores above use: {', '.join(used)}")

@@ -29,12 +29,10 @@ from cnnlab.inference.calibrate import (
 from cnnlab.metrics import classification_metrics
 from cnnlab.run.calibration import CalibrationRecord, write_calibration
 from cnnlab.run.evaluation import write_evaluation
-from cnnlab.run.load import LoadedRun, load_run
+from cnnlab.run.load import LoadedRun, load_run, recorded_tta
 from cnnlab.run.splits import load_run_split
 from cnnlab.runtime import RUNTIMES
-from cnnlab.runtime.predict import predict_logits
-
-Predictor = Callable[[torch.Tensor, int], torch.Tensor]  # (uint8 images, batch size) -> logits
+from cnnlab.runtime.predict import Predictor, predict_logits, tta_warning, with_tta
 
 
 def load_run_for_runtime(
@@ -44,14 +42,17 @@ def load_run_for_runtime(
     runtime: str = "torch",
     precision: str = "auto",
     channels_last: bool = True,
+    tta: str | None = None,
 ) -> tuple[LoadedRun, Predictor]:
     """The run and a function (uint8 images, batch size) -> float32 logits [N, K] on the CPU.
 
     "torch" runs the model in PyTorch on `device`; "onnx" runs its ONNX export (made on first
-    use, cnnlab.inference.onnx) with ONNX Runtime on the CPU, in float32.
+    use, cnnlab.inference.onnx) with ONNX Runtime on the CPU, in float32. Either averages the
+    logits over `tta`'s copies of each image (None: the run's own --tta, runtime/predict.py).
     """
+    tta = tta or recorded_tta(run_path)
     if runtime == "torch":
-        loaded = load_run(run_path, which, device, precision, channels_last)
+        loaded = load_run(run_path, which, device, precision, channels_last, tta)
 
         def logits(images: torch.Tensor, batch_size: int) -> torch.Tensor:
             return predict_logits(
@@ -63,7 +64,7 @@ def load_run_for_runtime(
         from cnnlab.inference.onnx import load_onnx_run  # onnxruntime is optional
 
         loaded, classifier = load_onnx_run(run_path, which, device)
-        return loaded, classifier.predict_logits
+        return loaded, with_tta(classifier.predict_logits, tta)
     raise ConfigError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
 
 
@@ -84,6 +85,7 @@ def evaluate_run(
     positive_class: str | None = None,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
     notify: Callable[[str], None] = log.info,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Score a split and write eval/<split>.json, -confusion.png, -reliability.png, (two classes)
     -roc-pr.png and -predictions.csv.
@@ -96,10 +98,11 @@ def evaluate_run(
     Another checkpoint or runtime than best on PyTorch writes its own files (eval/test-last.json,
     eval/test-onnx.json: cnnlab.run.evaluation.evaluation_name).
 
-    `runtime="onnx"` scores with ONNX Runtime instead of PyTorch (see load_run_for_runtime).
+    `runtime="onnx"` scores with ONNX Runtime instead of PyTorch (see load_run_for_runtime);
+    `tta` averages over copies of each image (None: the run's own), recorded in the metrics.
     """
-    loaded, predict = load_run_for_runtime(
-        run_path, which, device, runtime, precision, channels_last
+    loaded, predict, tta = _load_with_tta(
+        run_path, which, device, runtime, tta, notify, precision, channels_last
     )
     split_data = load_run_split(loaded.record, split, data_dir=data_dir, data=data)
     if not len(split_data.labels):
@@ -115,15 +118,13 @@ def evaluate_run(
     probabilities = decision.probabilities(logits)  # [N, K]
     predictions = decision.predictions(probabilities)  # [N]
     metrics = classification_metrics(
-        logits,
-        split_data.labels,
-        loaded.class_names,
-        top_k=tuple(sorted({1, top_k})),
+        logits, split_data.labels, loaded.class_names, top_k=tuple(sorted({1, top_k})),
         predictions=predictions,
-    )
+    )  # fmt: skip
     metrics = {
         "split": split,
         "runtime": runtime,
+        "tta": tta,
         "checkpoint": {
             "file": str(loaded.checkpoint.path.name),
             "epoch": loaded.checkpoint.meta.get("epoch"),
@@ -171,6 +172,7 @@ def predict_files(
     batch_size: int = PREDICT_BATCH_SIZE,
     calibration: bool = True,
     positive_class: str | None = None,
+    tta: str | None = None,
 ) -> FilePredictions:
     """Class probabilities for image files: [{file, predicted, confidence, top: [(name, p)]}].
 
@@ -180,12 +182,12 @@ def predict_files(
     read is a DataError raised (naming the first failures). For a stream of batches with
     bounded memory, use iter_file_predictions. RUN/calibration.json, when present and
     `calibration`, sets the temperature and a two-class run's threshold (as evaluate_run); rows
-    of a two-class run also give `positive_probability`.
+    of a two-class run also give `positive_probability`. `tta` as in evaluate_run.
     """
     result = FilePredictions()
     for rows, failures in iter_file_predictions(
         run_path, image_paths, which=which, device=device, top_k=top_k, runtime=runtime,
-        batch_size=batch_size, calibration=calibration, positive_class=positive_class,
+        batch_size=batch_size, calibration=calibration, positive_class=positive_class, tta=tta,
     ):  # fmt: skip
         result.extend(rows)
         result.failures.extend(failures)
@@ -206,6 +208,7 @@ def iter_file_predictions(
     calibration: bool = True,
     positive_class: str | None = None,
     notify: Callable[[str], None] = log.info,
+    tta: str | None = None,
 ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, str]]]]:
     """(rows, failures) per batch of `batch_size` files: decode the batch, predict, yield.
 
@@ -213,7 +216,7 @@ def iter_file_predictions(
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
-    loaded, predict = load_run_for_runtime(run_path, which, device, runtime)
+    loaded, predict, _ = _load_with_tta(run_path, which, device, runtime, tta, notify)
     decision = decision_for(loaded, which, calibration, positive_class, notify)
     record = loaded.record
     files, pending_failures = [], []
@@ -267,6 +270,28 @@ def _predict_batch(
         for row, p in zip(rows, probabilities[:, decision.positive].tolist(), strict=True):
             row.update(positive_class=class_names[decision.positive], positive_probability=p)
     return rows, failures
+
+
+def _load_with_tta(
+    run_path: str | Path,
+    which: str,
+    device: str,
+    runtime: str,
+    tta: str | None,
+    notify: Callable[[str], None],
+    precision: str = "auto",
+    channels_last: bool = True,
+) -> tuple[LoadedRun, Predictor, str]:
+    """load_run_for_runtime with `tta` resolved (None: the run's own), and a line to `notify`
+    when it mirrors images that are not mirror-symmetric."""
+    tta = tta or recorded_tta(run_path)
+    loaded, predict = load_run_for_runtime(
+        run_path, which, device, runtime, precision, channels_last, tta
+    )
+    warning = tta_warning(loaded.record.source, tta)
+    if warning is not None:
+        notify(warning)
+    return loaded, predict, tta
 
 
 def expand_image_paths(

@@ -18,6 +18,7 @@ from cnnlab.models.registry import ensure_registered
 from cnnlab.run import checkpoints as ckpt
 from cnnlab.run.paths import RunDir
 from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
+from cnnlab.runtime import TTA_CHOICES
 from cnnlab.runtime.device import resolve_device
 from cnnlab.runtime.fastpath import choose_fast_path
 from cnnlab.runtime.predict import StepSettings
@@ -57,11 +58,13 @@ def load_run(
     device: str = "auto",
     precision: str = "auto",
     channels_last: bool = True,
+    tta: str = "none",
 ) -> LoadedRun:
     """Rebuild a run's model with its weights, on this machine's fast path (runtime.fastpath).
 
     The precision is this machine's choice, not the training run's: a network trained in bf16
     elsewhere is evaluated in fp32 on a CPU without native bf16, and the other way round.
+    `tta`: the test-time augmentation of predict_logits (recorded_tta gives the run's own).
     """
     run = RunDir(run_path)
     record = run.dataset_record()
@@ -74,5 +77,15 @@ def load_run(
     model.to(resolved).eval()
     if fast.channels_last:
         model.to(memory_format=torch.channels_last)
-    settings = StepSettings(normalizer(record), fast.precision, fast.channels_last)
+    settings = StepSettings(normalizer(record), fast.precision, fast.channels_last, tta)
     return LoadedRun(run, model, record, model_record, settings, checkpoint, resolved)
+
+
+def recorded_tta(run_path: str | Path) -> str:
+    """The test-time augmentation a run was trained with (config.json `train.tta`; "none" for
+    runs from before it existed or without a config.json)."""
+    run = RunDir(run_path)
+    if not run.config.is_file():
+        return "none"
+    tta = run.config_record().train.get("tta", "none")
+    return tta if tta in TTA_CHOICES else "none"

@@ -6,3 +6,6 @@ file imports nothing at all, so the command line can show its choices without to
 """
 
 RUNTIMES = ("torch", "onnx")  # what runs a trained model: PyTorch, or ONNX Runtime on the CPU
+# Test-time augmentation (runtime/predict.py): logits averaged over the image and its mirror, and
+# with flip-shift also over both copies shifted one pixel diagonally (each with its mirror).
+TTA_CHOICES = ("none", "flip", "flip-shift")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
+from cnnlab.runtime import TTA_CHOICES
 from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, Augmentation, out_of_range
 from cnnlab.specs.recipes import RECIPES, Recipe, recipe_names
 from cnnlab.specs.typecheck import describe, fits, resolve
@@ -138,6 +139,15 @@ class _Settings:
     step_epochs: int = _option(5, "step schedule: epochs between decays")
     step_gamma: float = _option(0.1, "step schedule: factor applied at each decay")
     label_smoothing: float = _option(0.0, "label smoothing of the cross-entropy target")
+    ema: float = _option(
+        0.0,
+        "keep an exponential moving average of the weights with this decay, e.g. 0.99 or 0.999 "
+        "(0: off), updated after every optimiser step with a warm-up, min(EMA, (1 + n) / (10 + n)) "
+        "after n steps; BatchNorm statistics are copied, not averaged. Validation, the best "
+        "checkpoint, --test and the saved weights (evaluate, predict, export, explain) use the "
+        "average. Costs ~0.04 ms a step on the MNIST recipe's network (2 CPU cores), under a "
+        "hundredth of its training step",
+    )
     class_weighted_loss: bool = _option(
         False, "weight the loss by inverse class frequency (for imbalanced data)"
     )
@@ -194,6 +204,14 @@ class _Settings:
         "global batch; without it each process normalises over its own shard",
     )
     eval_batch_size: int = _option(1024, "images per batch when evaluating")
+    tta: str = _option(
+        "none",
+        "test-time augmentation of validation, --test and this run's `cnnlab evaluate` and "
+        "`cnnlab predict` (their --tta overrides it): flip averages the logits of each image and "
+        "its mirror image; flip-shift also those of two copies shifted one pixel diagonally "
+        "(6 forward passes). Not for digits or mnist: digits are not mirror-symmetric",
+        choices=TTA_CHOICES,
+    )
     augment: bool = _option(
         True,
         "start from the data set's default augmentation (digits: none; mnist: shifts; "
@@ -242,6 +260,7 @@ class TrainConfig(_SettingsAndAugmentation):
             (self.eval_batch_size >= 1, "eval_batch_size", "at least 1"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction", "in [0, 1)"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing", "in [0, 1)"),
+            (self.ema == 0.0 or 0.0 < self.ema < 1.0, "ema", "0 (off) or in (0, 1)"),
             (0.0 < self.warmup_fraction < 1.0, "warmup_fraction", "in (0, 1)"),
             (self.learning_rate is None or self.learning_rate > 0, "learning_rate", "positive"),
             (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),

@@ -16,6 +16,7 @@ import torch
 from cnnlab.errors import CnnlabError, TrainingAborted
 from cnnlab.run import checkpoints as ckpt
 from cnnlab.run import layer_stats as layer_stats_file
+from cnnlab.training.ema import averaged_or_live, ema_state, restore_ema
 from cnnlab.training.layer_stats import LayerStats
 from cnnlab.training.loop import EpochTotals, epoch_summary
 from cnnlab.training.process import gather_objects, place, writes_files
@@ -79,6 +80,7 @@ def save_position(session: Session, state: RunState, status: str) -> None:
         "scaler": session.scaler.state_dict() if session.scaler else None,
         "rng": rng,
         **({"rng_ranks": every_rng} if len(every_rng) > 1 else {}),
+        **ema_state(session.model, session.ema),
         **state.to_dict(),
     }
     meta = {
@@ -90,9 +92,8 @@ def save_position(session: Session, state: RunState, status: str) -> None:
         "world_size": place().world,
         "saved_at": now(),
     }
-    ckpt.save_numbered(
-        session.run.checkpoints, state.global_step, session.model, training_state, meta
-    )
+    saved = averaged_or_live(session.model, session.ema)  # --ema: the average's weights
+    ckpt.save_numbered(session.run.checkpoints, state.global_step, saved, training_state, meta)
 
 
 def restore(
@@ -109,6 +110,7 @@ def restore(
         if session.scaler is not None and saved.get("scaler"):
             session.scaler.load_state_dict(saved["scaler"])
         _restore_rng(session, saved, int(checkpoint.meta.get("world_size", 1)))
+        restore_ema(session.model, session.ema, checkpoint.weights, saved)
         state = RunState.from_saved(saved, checkpoint.meta.get("history", []))
     except (KeyError, TypeError, ValueError) as error:
         raise CnnlabError(
@@ -143,7 +145,8 @@ def track_best(session: Session, state: RunState, row: dict[str, Any]) -> None:
             "score": state.best_score,
             "global_step": state.global_step,
         }
-        ckpt.save_checkpoint(session.run.checkpoints, "best", session.model, None, meta)
+        best = averaged_or_live(session.model, session.ema)
+        ckpt.save_checkpoint(session.run.checkpoints, "best", best, None, meta)
 
 
 def should_stop_early(session: Session, state: RunState) -> bool:

@@ -19,6 +19,7 @@ from cnnlab.run import layer_stats as layer_stats_file
 from cnnlab.runtime.progress import format_duration
 from cnnlab.training import budget, policy
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.ema import averaged_or_live
 from cnnlab.training.finetune import apply_freezing, train_mode
 from cnnlab.training.interrupt import StopFlag, stop_on_signals
 from cnnlab.training.layer_stats import LayerStats, choose_probe
@@ -178,6 +179,8 @@ def run_epoch(
     def after_step(totals: EpochTotals, images: int) -> None:
         state.global_step += 1
         state.next_batch = totals.steps
+        if session.ema is not None:  # a skipped non-finite step left the live weights as they were
+            session.ema.update()
         if stats is not None:
             policy.record_layer_stats(session, state, stats)
         summary = epoch_summary(totals)
@@ -225,8 +228,8 @@ def end_epoch(session: Session, state: RunState, row: dict[str, Any], stop: Stop
     config = session.config
     if len(session.val.labels):
         val = evaluate(
-            session.model, session.val.images, session.val.labels, session.settings,
-            config.eval_batch_size,
+            averaged_or_live(session.model, session.ema), session.val.images,
+            session.val.labels, session.settings, config.eval_batch_size,
         )  # fmt: skip
         row.update({f"val_{key}": value for key, value in val.items()})
         policy.track_best(session, state, row)

@@ -38,10 +38,11 @@ from cnnlab.run.splits import (
 )
 from cnnlab.runtime.device import machine_description, resolve_device
 from cnnlab.runtime.fastpath import FastPath, available_cores, choose_fast_path
-from cnnlab.runtime.predict import StepSettings
+from cnnlab.runtime.predict import StepSettings, tta_warning
 from cnnlab.runtime.progress import Progress
 from cnnlab.specs.recipes import RECIPES
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.ema import WeightAverage
 from cnnlab.training.finetune import (
     load_start_weights,
     pretrained_normalization,
@@ -80,6 +81,7 @@ class Session:
     settings: StepSettings
     progress: Progress
     sync: StepSync | None = None  # under torchrun: what the processes agree on at every step
+    ema: WeightAverage | None = None  # --ema: the moving average validated and saved
 
     @property
     def device(self) -> torch.device:
@@ -127,9 +129,10 @@ def open_session(
         scheduler=build_scheduler(config, optimizer, steps_per_epoch, schedule_epochs),
         scaler=torch.amp.GradScaler(fast.device.type) if fast.needs_grad_scaler else None,
         loss_fn=loss_function(config, record, fast.device),
-        settings=StepSettings(normalizer(record), fast.precision, fast.channels_last),
+        settings=StepSettings(normalizer(record), fast.precision, fast.channels_last, config.tta),
         progress=Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress),
         sync=StepSync() if here.distributed else None,
+        ema=WeightAverage(model, config.ema) if config.ema else None,
     )  # fmt: skip
     if not resume and writes_files():
         run.write_records(
@@ -275,6 +278,7 @@ def config_record(
         "fast_path": fast.to_dict(),
         "augmentation": augmentation.to_dict(),
         **(planned or {}),
+        **averaging(config),
     }
     if pretrained is not None:  # what was loaded, the band adaptation, the preprocessing
         resolved["pretrained"] = pretrained
@@ -295,6 +299,16 @@ def config_record(
         command=tuple(sys.argv),
         created=now(),
     )
+
+
+def averaging(config: TrainConfig) -> dict:
+    """config.json resolved: which weights are validated and saved, and the test-time
+    augmentation evaluate and predict use."""
+    weights = "live" if not config.ema else {
+        "kind": "ema", "decay": config.ema, "warmup": "min(decay, (1 + n) / (10 + n))",
+        "used_by": "validation, best checkpoint, --test, saved weights (evaluate, predict, export)",
+    }  # fmt: skip
+    return {"weights": weights, "tta": config.tta}
 
 
 def describe_group(session: Session) -> list[str]:
@@ -341,6 +355,11 @@ def describe(session: Session) -> list[str]:
     parameters = sum(p.numel() for p in session.model.parameters())
     lines += [f"model {config.model}: {parameters:,} parameters", session.fast.describe()]
     lines += describe_group(session)
+    if session.ema is not None:
+        lines.append(session.ema.describe())
+    if config.tta != "none":
+        lines.append(f"test-time augmentation {config.tta}: validation and --test average logits")
+        lines += [line for line in [tta_warning(record.source, config.tta)] if line]
     if session.augmentation.enabled:
         shown = ", ".join(f"{k}={v}" for k, v in session.augmentation.to_dict().items() if v)
         lines.append(f"augmentation: {shown}")
