@@ -81,12 +81,9 @@ def test_stratified_split_picks_the_same_indices_as_before(fraction):
 
 def _brute_twins(first: torch.Tensor, second: torch.Tensor) -> list[int]:
     """For each image of second, the lowest index of an equal image of first, or -1."""
-    flat_first = first.reshape(len(first), -1)
-    out = []
-    for image in second.reshape(len(second), -1):
-        equal = (flat_first == image).all(dim=1).nonzero().flatten()
-        out.append(int(equal[0]) if len(equal) else -1)
-    return out
+    flat_first, flat_second = first.flatten(1).numpy(), second.flatten(1).numpy()
+    equal = (flat_second[:, None, :] == flat_first[None, :, :]).all(axis=2)  # [N2, N1]
+    return [int(row.argmax()) if row.any() else -1 for row in equal]
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (5, 3)])  # 5x3 pads its 15 bytes
@@ -147,3 +144,137 @@ def test_an_empty_split_has_no_keys_and_no_twins():
     assert pixel_keys(empty).shape == (0,)
     assert twins_in(images, empty, pixel_keys(images), pixel_keys(empty)).shape == (0,)
     assert twins_in(empty, images, pixel_keys(empty), pixel_keys(images)).tolist() == [-1] * 4
+
+
+# The optimisers without torch._dynamo: torch.optim's own updates and state, oracle torch.optim.
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, 3),
+    )
+
+
+def _optimizer(kind: str, model: torch.nn.Module, eager: bool) -> torch.optim.Optimizer:
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.optim import build_optimizer, parameter_groups
+
+    if eager:  # what training builds
+        return build_optimizer(TrainConfig(optimizer=kind, weight_decay=5e-4), model)
+    groups = parameter_groups(model, 5e-4)
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=0.05, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=0.002, betas=(0.9, 0.999))
+
+
+def _steps(model, optimizer, scheduler, count: int, seed: int = 1) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        images = torch.randn((16, 1, 8, 8), generator=generator)
+        labels = torch.randint(0, 3, (16,), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        scheduler.step()
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_the_optimisers_update_bit_for_bit_as_torch_optim(kind, schedule):
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.optim import build_scheduler
+
+    config = TrainConfig(optimizer=kind, schedule=schedule, epochs=2)
+    results = []
+    for eager in (True, False):
+        model = _net()
+        optimizer = _optimizer(kind, model, eager)
+        _steps(model, optimizer, build_scheduler(config, optimizer, steps_per_epoch=4), 8)
+        results.append((model.state_dict(), optimizer))
+    (ours, our_optimizer), (theirs, their_optimizer) = results
+    assert type(our_optimizer).__name__.startswith("Eager")
+    for name, tensor in theirs.items():
+        assert torch.equal(ours[name], tensor), name
+    assert str(our_optimizer.state_dict()) == str(their_optimizer.state_dict())
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+@pytest.mark.parametrize("saved_by_torch", [True, False])
+def test_optimizer_state_moves_both_ways_between_torch_optim_and_ours(kind, saved_by_torch):
+    """A checkpoint of either kind resumes in the other, and the run continues as if unbroken."""
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.optim import build_scheduler
+
+    config = TrainConfig(optimizer=kind, schedule="cosine", epochs=2)
+    unbroken = _net()
+    optimizer = _optimizer(kind, unbroken, eager=True)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=4)
+    _steps(unbroken, optimizer, scheduler, 4)
+    _steps(unbroken, optimizer, scheduler, 4, seed=2)
+
+    first = _net()
+    optimizer = _optimizer(kind, first, eager=not saved_by_torch)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=4)
+    _steps(first, optimizer, scheduler, 4)
+    saved = (first.state_dict(), optimizer.state_dict(), scheduler.state_dict())
+    resumed = _net()
+    resumed.load_state_dict(saved[0])
+    optimizer = _optimizer(kind, resumed, eager=saved_by_torch)
+    optimizer.load_state_dict(saved[1])
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=4)
+    scheduler.load_state_dict(saved[2])
+    _steps(resumed, optimizer, scheduler, 4, seed=2)
+    for name, tensor in unbroken.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+
+
+def test_the_step_hooks_run_once_a_step_and_a_closure_is_returned():
+    model = _net()
+    optimizer = _optimizer("sgd", model, eager=True)
+    calls = []
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(lambda *a: calls.append(1))
+    try:
+        own = optimizer.register_step_pre_hook(lambda *a: calls.append(0))
+        images = torch.randn(4, 1, 8, 8)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = model(images).sum()
+            loss.backward()
+            return loss
+
+        assert torch.is_tensor(optimizer.step(closure))
+        optimizer.step(closure)
+        own.remove()
+    finally:
+        handle.remove()
+    assert calls == [0, 1, 0, 1]
+    assert torch.is_grad_enabled()
+
+
+def test_training_no_longer_imports_torch_dynamo(tmp_path):
+    """torch.optim's wrappers imported torch._dynamo (1.4-2.0 s of a run's start): a whole
+    digits run and an optimiser's state round trip leave it (and scikit-learn) unimported."""
+    code = f"""
+import sys
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.run import train
+config = TrainConfig(data="digits", model="small-cnn", model_options={{"widths": [8], "depth": 1}},
+                     epochs=1, batch_size=256, threads=1, download=False)
+train(config, out={str(tmp_path / "run")!r}, show_progress=False)
+import torch
+from cnnlab.training.optim import build_optimizer
+optimizer = build_optimizer(config, torch.nn.Linear(2, 2))
+optimizer.load_state_dict(optimizer.state_dict())
+print(sorted(m for m in ("torch._dynamo", "sympy", "sklearn", "scipy") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

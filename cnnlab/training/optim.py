@@ -2,14 +2,72 @@
 
 Every schedule steps once per optimiser step, so a run resumed mid-epoch follows the same curve.
 Weight decay applies to weights of rank >= 2 only: biases and normalisation scales are not decayed.
+The optimisers are torch.optim's own, minus the wrappers that import torch._dynamo (see EagerSGD).
 """
 
 from __future__ import annotations
+
+import inspect
+from typing import Any
 
 import torch
 from torch import nn
 
 from cnnlab.training.config import TrainConfig
+
+
+def _undecorated(method: Any) -> Any:
+    """torch.optim's function under its decorators (`_disable_dynamo` and
+    `_use_grad_for_differentiable` keep `__wrapped__`; without it, the decorated one runs)."""
+    return inspect.unwrap(method)
+
+
+class _Eager:
+    """torch.optim's methods without the wrappers that import torch._dynamo, for eager training.
+
+    torch 2.14 wraps add_param_group (called by __init__), zero_grad, state_dict and
+    load_state_dict in `torch._disable_dynamo`, and every optimizer's step() in
+    `_use_grad_for_differentiable`: each imports torch._dynamo (sympy, torch.fx: 1.4-2.0 s of a
+    training process's start, measured) only to keep torch.compile from tracing them. Here they
+    call the same undecorated functions, step() under the grad mode torch's wrapper sets, so the
+    updates and state_dict() are torch's own, bit for bit; while torch.compile is tracing, the
+    decorated originals run.
+    """
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        _undecorated(torch.optim.Optimizer.add_param_group)(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if torch.compiler.is_compiling():
+            return super().zero_grad(set_to_none)
+        _undecorated(torch.optim.Optimizer.zero_grad)(self, set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return _undecorated(torch.optim.Optimizer.state_dict)(self)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _undecorated(torch.optim.Optimizer.load_state_dict)(self, state_dict)
+
+    def step(self, closure: Any = None) -> Any:
+        torch_step = super().step.__func__  # SGD.step or Adam.step
+        if getattr(torch_step, "hooked", False):  # the step hooks' wrapper: ours runs them
+            torch_step = torch_step.__wrapped__
+        if torch.compiler.is_compiling():
+            return torch_step(self, closure)
+        previous = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(self.defaults["differentiable"])
+            return _undecorated(torch_step)(self, closure)
+        finally:
+            torch.set_grad_enabled(previous)
+
+
+class EagerSGD(_Eager, torch.optim.SGD):
+    """torch.optim.SGD without torch._dynamo (see _Eager); state_dict() is SGD's."""
+
+
+class EagerAdamW(_Eager, torch.optim.AdamW):
+    """torch.optim.AdamW without torch._dynamo (see _Eager); state_dict() is AdamW's."""
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -47,13 +105,13 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
         groups = parameter_groups(model, config.weight_decay)
     lr = config.resolved_learning_rate
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
+        return EagerSGD(
             groups,
             lr=lr,
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
         )
-    return torch.optim.AdamW(groups, lr=lr, betas=(config.momentum, 0.999))
+    return EagerAdamW(groups, lr=lr, betas=(config.momentum, 0.999))
 
 
 def build_scheduler(
