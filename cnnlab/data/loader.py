@@ -7,6 +7,7 @@ generator seeded by (seed, epoch), so a run resumed mid-epoch sees exactly the s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,9 +23,21 @@ class Normalizer:
 
     def __call__(self, images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         shape = (1, len(self.mean), 1, 1)
-        mean = torch.tensor(self.mean, dtype=dtype, device=images.device).view(shape)
-        std = torch.tensor(self.std, dtype=dtype, device=images.device).view(shape)
+        mean = device_constant(self.mean, dtype, images.device).view(shape)
+        std = device_constant(self.std, dtype, images.device).view(shape)
         return (images.to(dtype) / 255.0 - mean) / std
+
+
+@functools.lru_cache(maxsize=64)
+def device_constant(
+    values: tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """`values` as a tensor on `device`, made once and shared (never change it in place): a new
+    host tensor copied to a GPU at every batch would make the host wait for the GPU's queued work
+    each time (a copy from pageable memory synchronises the stream). Made outside inference
+    mode, so a later autograd pass may use it."""
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=dtype, device=device)
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
@@ -57,7 +70,9 @@ def train_batches(
     order: torch.Tensor,
     start_batch: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images [B, C, H, W], labels [B]) in `order`, starting at batch `start_batch`."""
+    """Yield (uint8 images [B, C, H, W], labels [B]) in `order`, starting at batch `start_batch`.
+
+    The gathering runs on the images' device; `order` goes there once per epoch."""
     order = order.to(images.device)
     for index in range(start_batch, num_batches(len(order), batch_size)):
         batch = order[index * batch_size : (index + 1) * batch_size]
