@@ -228,3 +228,29 @@ def test_predict_uses_the_runs_tta(tta_run, tmp_path):
         row = predict_files(tta_run, [path], tta=tta, calibration=False)[0]
         expected = torch.softmax(logits, 1).max().item()
         assert row["confidence"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_onnx_runtime_honours_tta(tta_run):
+    pytest.importorskip("onnxruntime")
+    on_torch = evaluate_run(tta_run, "val", precision="fp32", bootstrap=0)
+    on_onnx = evaluate_run(tta_run, "val", runtime="onnx", bootstrap=0)
+    assert on_onnx["tta"] == on_torch["tta"] == "flip"
+    assert on_onnx["confusion_matrix"] == on_torch["confusion_matrix"]
+
+
+def test_train_says_the_scores_use_ema_weights_and_tta(tmp_path, capsys):
+    from tests.test_cli import TINY, _train_in_this_process
+
+    run = tmp_path / "run"
+    _train_in_this_process(
+        *TINY, "--epochs", "1", "--ema", "0.9", "--tta", "flip", "--test", "--out", run
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "scores above use: EMA weights (decay 0.9), test-time augmentation flip"
+    test = json.loads((run / "eval" / "test.json").read_text())
+    assert test["tta"] == "flip"
+    best = ckpt.read_checkpoint(run / "checkpoints" / "best.json", with_state=False).weights
+    live = _live(run)
+    assert any(not torch.equal(best[key], live[key]) for key in best)  # --test scored the average
+    loaded = load_run(run).model.state_dict()
+    assert all(torch.equal(loaded[key].cpu(), best[key]) for key in best)
