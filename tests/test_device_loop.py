@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -265,3 +266,41 @@ def test_gpu_benchmark_refuses_to_run_without_cuda(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="needs a CUDA GPU.*none is visible"):
         _gpu_script().main(["--data", str(tmp_path)])
+
+
+def test_gpu_benchmark_writes_airbench_tensors_from_the_jpeg_copy(tmp_path):
+    """train.pt/test.pt hold what airbench's CifarLoader saves: uint8 [N, H, W, 3], int64 labels
+    in sorted class order, the class names; pixels as PIL decodes the files."""
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = {}
+    for split in ("train", "test"):
+        for name in ("cat", "airplane"):
+            (tmp_path / "jpg" / split / name).mkdir(parents=True)
+            for index in range(2):
+                array = torch.randint(0, 256, (4, 4, 3), dtype=torch.uint8, generator=generator)
+                path = tmp_path / "jpg" / split / name / f"{index}.jpg"
+                Image.fromarray(array.numpy()).save(path)
+                with Image.open(path) as image:
+                    pixels[split, name, index] = torch.from_numpy(np.array(image.convert("RGB")))
+    script = _gpu_script()
+    assert script.jpeg_folder(tmp_path / "jpg", tmp_path) == tmp_path / "jpg"
+    script.write_airbench_data(tmp_path / "jpg", tmp_path / "cifar10")
+    data = torch.load(tmp_path / "cifar10" / "train.pt")
+    assert data["classes"] == ["airplane", "cat"] and data["labels"].tolist() == [0, 0, 1, 1]
+    assert data["images"].dtype == torch.uint8 and data["images"].shape == (4, 4, 4, 3)
+    assert torch.equal(data["images"][3], pixels["train", "cat", 1])
+    with pytest.raises(SystemExit, match="expected train/ and test/ class folders"):
+        script.jpeg_folder(tmp_path / "jpg" / "train", tmp_path)
+
+
+def test_gpu_benchmark_reads_airbench_time_from_its_eval_row():
+    """The table airbench94 prints: its last `eval` row's total_time_seconds."""
+    printed = "\n".join([
+        "|  run     |  epoch  |  train_loss  |  val_loss  |  total_time_seconds  |",
+        "|       0  |      1  |      1.2345  |    1.1111  |              0.9000  |",
+        "|          |   eval  |              |            |              3.8312  |",
+    ])  # fmt: skip
+    assert _gpu_script().airbench_eval_seconds(printed) == 3.8312
+    assert _gpu_script().airbench_eval_seconds("no table") is None

@@ -183,11 +183,12 @@ def run_epoch(
             session.ema.update()
         if stats is not None:
             policy.record_layer_stats(session, state, stats)
-        summary = epoch_summary(totals)
-        session.progress.update(
-            state.epoch + 1, config.epochs, state.global_step,
-            summary["train_loss"], summary["train_accuracy"], images,
-        )  # fmt: skip
+        if totals.pending is None:  # current, not deferred on the device (loop.py)
+            summary = epoch_summary(totals)
+            session.progress.update(
+                state.epoch + 1, config.epochs, state.global_step,
+                summary["train_loss"], summary["train_accuracy"], images,
+            )  # fmt: skip
         every = config.checkpoint_every_steps
         if every and state.global_step % every == 0 and not stop():
             policy.save_position(session, state, "running")
@@ -199,7 +200,7 @@ def run_epoch(
         session.loss_fn, session.settings, state.totals, should_stop=stop,
         after_step=after_step, scaler=session.scaler,
         max_nonfinite_steps=config.max_nonfinite_steps,
-        train_mode=train_mode(config, state.epoch), sync=session.sync,
+        train_mode=train_mode(config, state.epoch), sync=session.sync, read_back_every="auto",
     )  # fmt: skip
     if state.next_batch < session.steps_per_epoch:  # stopped mid-epoch by a signal
         policy.save_position(session, state, "interrupted")
