@@ -3,6 +3,7 @@
     CNNLAB_DATA=../shared/datasets .venv/bin/python benchmarks/startup.py --before e91ae12 \
         --commands "--variant=--precision fp32" "--variant=--no-channels-last" --write
     CNNLAB_DATA=../shared/datasets .venv/bin/python benchmarks/startup.py --profile 60
+    CNNLAB_DATA=../shared/datasets .venv/bin/python benchmarks/startup.py --cuts --before 6f1079c
 
 Each run is a new process running `cnnlab train --data DATA --epochs 1 --quiet` (digits' and
 MNIST's default recipes, --data) that stops as soon as the first optimiser step has finished. An
@@ -31,7 +32,9 @@ side's; --commands also times whole commands before and after (COMMANDS: --help 
 explain and ops, `cnnlab evaluate RUN --json`). Results go to
 benchmarks/results/startup-<date>.json; --write puts the tables into BENCHMARKS.md's "Start-up"
 section (between its markers). --profile N instead runs each data set once under cProfile and
-prints the N functions with the most cumulative time up to the first step.
+prints the N functions with the most cumulative time up to the first step. --cuts (with --before)
+instead times the pieces of the fixed cost one by one, in a new process per run and side (see
+CUTS), and prints their table.
 """
 
 from __future__ import annotations
@@ -285,6 +288,80 @@ def profile(datasets: list[str], top: int) -> None:
             pstats.Stats(stats_file).sort_stats("cumulative").print_stats(top)
 
 
+# --cuts: the pieces of a training process's fixed cost, timed one after the other in one new
+# process, on MNIST's 60,000 training images (the first call of each, as in `cnnlab train`).
+CUTS_CHILD = r"""
+import json, time
+clock = time.perf_counter
+seconds = {}
+start = clock(); import torch; seconds["import torch"] = clock() - start
+from cnnlab.data.sources import load_dataset
+start = clock(); load_dataset("digits"); seconds["load digits (imports included)"] = clock() - start
+mnist = load_dataset("mnist")
+from cnnlab.data.splits import channel_mean_std, stratified_split
+from cnnlab.run.splits import make_record, split_duplicates
+start = clock(); stratified_split(mnist.train_labels, 0.1, 0)
+seconds["stratified_split (MNIST)"] = clock() - start
+start = clock(); channel_mean_std(mnist.train_images)
+seconds["channel_mean_std (MNIST)"] = clock() - start
+record = make_record(mnist, 0.1, 0)
+start = clock(); split_duplicates(mnist, record)
+seconds["split_duplicates (MNIST)"] = clock() - start
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.optim import build_optimizer
+model = torch.nn.Linear(8, 2)
+model(torch.randn(4, 8)).sum().backward()
+start = clock(); optimizer = build_optimizer(TrainConfig(), model); optimizer.step()
+seconds["build_optimizer + step (imports included)"] = clock() - start
+print(json.dumps(seconds))
+"""
+
+
+def measure_cuts(runs: int, before: str) -> dict:
+    """{piece: {side: median seconds}}: each side's CUTS_CHILD, runs interleaved side by side."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sides = {"before": extract(before, Path(tmp)), "after": ROOT}
+        samples: dict[str, list[dict]] = {side: [] for side in sides}
+        for run in range(runs):
+            for side, root in sides.items():
+                env = dict(os.environ, PYTHONPATH=str(root))
+                argv = [sys.executable, "-c", CUTS_CHILD]
+                done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp)
+                if done.returncode != 0:
+                    raise SystemExit(f"{side} failed:\n{done.stderr[-3000:]}")
+                samples[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"cuts {side} run {run + 1}: {samples[side][-1]}", flush=True)
+    pieces = samples["after"][0]
+    return {
+        piece: {side: statistics.median(s[piece] for s in rows) for side, rows in samples.items()}
+        for piece in pieces
+    }
+
+
+def cuts_table(cuts: dict) -> str:
+    sides = list(next(iter(cuts.values())))
+    lines = ["| piece | " + " | ".join(sides) + " | after / " + sides[0] + " |"]
+    lines.append("|---" + "|---:" * (len(sides) + 1) + "|")
+    for piece, values in cuts.items():
+        ratio = values["after"] / values[sides[0]]
+        cells = " | ".join(f"{values[side]:.3f}" for side in sides)
+        lines.append(f"| {piece} | {cells} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def run_cuts(runs: int, before: str) -> None:
+    """--cuts: measure, write benchmarks/results/startup-cuts-<date>.json, print the table."""
+    cuts = measure_cuts(runs, before)
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+    report |= {"before": before, "runs": runs, "median_s": cuts}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"startup-cuts-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    about = report["machine"]
+    print(f"{about['cpu']}, torch {about['torch']}, {report['date']}, median of {runs}, "
+          f"before = {before}\n\n{cuts_table(cuts)}\n\nwritten: {out}")  # fmt: skip
+
+
 def machine() -> dict:
     import torch
 
@@ -377,9 +454,20 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="N", type=int, help="instead: cProfile one run, print the top N"
     )
+    parser.add_argument(
+        "--cuts",
+        action="store_true",
+        help="instead: time the fixed cost's pieces (imports, splits, statistics, duplicate "
+        "check, optimiser) before (--before) and after, and print their table",
+    )
     args = parser.parse_args()
     if args.profile:
         profile(args.data, args.profile)
+        return
+    if args.cuts:
+        if not args.before:
+            parser.error("--cuts needs --before REV (the side to compare with)")
+        run_cuts(args.runs, args.before)
         return
     results = measure(args.data, args.runs, args.before, args.variant)
     about = machine()
