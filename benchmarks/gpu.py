@@ -25,6 +25,10 @@ events around training and evaluation; loading the data is not counted) and the 
 call. A version whose main() takes other arguments or prints other columns needs
 `run_airbench_worker` adapted.
 
+First, before either, `sync_check` counts the synchronising CUDA calls of 100 steps of the loop
+(torch.cuda.set_sync_debug_mode): one per read-back of the totals is expected, and any other is
+listed with the line that made it.
+
 Results go to benchmarks/results/gpu-<date>.json.
 """
 
@@ -79,6 +83,69 @@ def jpeg_folder(data: Path, workdir: Path) -> Path:
     if not (folder / "train").is_dir() or not (folder / "test").is_dir():
         raise SystemExit(f"--data {data}: expected train/ and test/ class folders in {folder}")
     return folder
+
+
+# ---------------------------------------------------------------- host round-trips
+
+
+def sync_check(steps: int = 100, batch_size: int = 128) -> dict:
+    """The loop's synchronising CUDA calls, as torch reports them (`set_sync_debug_mode`): a
+    small network trained for `steps` steps on images resident on the GPU, gathered, augmented
+    (flip, shift, erase) and normalised there, bf16 autocast, channels_last, totals read back
+    every READ_BACK_STEPS. Expected: one per read-back and one for the epoch order's copy to the
+    GPU; more means a host round-trip in the loop, listed by the line that made it."""
+    import collections
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from cnnlab.data.augment import Augmentation, augmented_batches
+    from cnnlab.data.loader import Normalizer, epoch_order, train_batches
+    from cnnlab.runtime.predict import StepSettings
+    from cnnlab.training.loop import READ_BACK_STEPS, EpochTotals, train_one_epoch
+
+    device, count = torch.device("cuda"), steps * batch_size
+    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, 10, (count,), device=device)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(32, 10),
+    ).to(device, memory_format=torch.channels_last)  # fmt: skip
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.05, total_steps=2 * steps)
+    settings = StepSettings(Normalizer((0.5,) * 3, (0.25,) * 3), "bf16", True)
+    augmentation = Augmentation(hflip=0.5, crop_padding=2, erase=0.25)
+
+    def epoch(number: int) -> None:
+        order = epoch_order(count, 0, number)
+        batches = train_batches(images, labels, batch_size, order)
+        batches = augmented_batches(batches, augmentation, (0.5,) * 3, 0, number)
+        train_one_epoch(
+            model, batches, optimizer, scheduler, nn.CrossEntropyLoss(), settings, EpochTotals(),
+            read_back_every=READ_BACK_STEPS,
+        )  # fmt: skip
+
+    epoch(0)  # cached constants and cuDNN's plans are made once, here
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            epoch(1)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
+    return {
+        "steps": steps,
+        "expected_synchronising_calls": -(-steps // READ_BACK_STEPS) + 1,
+        "synchronising_calls": len(syncs),
+        "where": collections.Counter(f"{w.filename}:{w.lineno}" for w in syncs).most_common(8),
+        "images_per_second": round(count / seconds),
+    }
 
 
 # ---------------------------------------------------------------- cnnlab
@@ -243,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     folder = jpeg_folder(args.data.resolve(), args.workdir)
     results = {"machine": machine(), "argv": " ".join(sys.argv[1:]), "data": str(folder)}
     print(f"machine: {results['machine']}", flush=True)
+    results["sync_check"] = sync_check()
+    print(f"  host round-trips in the loop: {results['sync_check']}", flush=True)
     runs = []
     for seed in args.seeds:
         runs.append(cnnlab_run(folder, seed, args.cnnlab_flags.split()))
