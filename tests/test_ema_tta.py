@@ -12,14 +12,14 @@ from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.data.loader import Normalizer
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.inference import evaluate_run, predict_files
 from cnnlab.run import checkpoints as ckpt
 from cnnlab.run.load import load_run
 from cnnlab.run.splits import load_run_split
 from cnnlab.runtime.predict import StepSettings, predict_logits, with_tta
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.ema import WeightAverage
+from cnnlab.training.ema import WeightAverage, restore_ema
 from cnnlab.training.run import train
 from tests.test_training import StopAfter, epoch_rows, final_weights
 
@@ -107,6 +107,12 @@ def test_checkpoints_hold_the_average_of_the_live_weights(tmp_path, tiny_config,
     # validation scored the average: evaluate of the saved best weights gives the same accuracy
     rows = [r for r in epoch_rows(run) if r["epoch"] == best.meta["epoch"]]
     assert evaluate_run(run, "val", bootstrap=0)["accuracy"] == rows[0]["val_accuracy"]
+
+
+def test_resuming_with_ema_from_a_checkpoint_without_it_is_refused():
+    model = tiny_net()
+    with pytest.raises(CheckpointError, match="saved without --ema"):
+        restore_ema(model, WeightAverage(model, 0.9), model.state_dict(), {"optimizer": {}})
 
 
 def test_ema_and_tta_are_checked():
