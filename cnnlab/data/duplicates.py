@@ -7,7 +7,8 @@ decide). Near: a 64-bit difference hash (dHash: Krawetz, "Kind of like that", 20
 shifts and brightness changes. Every image of a later split is compared with every image of an
 earlier one as a chunked matrix product of +-1 codes (20,000 x 20,000 codes: 1 s on two cores).
 Measured on two busy cores: 20,000 colour images of 64x64 checked in 3.5 s, MNIST's 70,000
-(exact copies only) in 1.5 s.
+(exact copies only) in 0.15 s with their selection from the data set (0.7 s with a BLAKE2 digest
+per image).
 
 Near duplicates are sought only in images of at least 32 pixels a side: the hash of a smaller,
 sparse image says more about its class than about the picture (95% of MNIST's 28x28 test digits
