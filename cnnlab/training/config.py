@@ -139,6 +139,12 @@ class _Settings:
     step_epochs: int = _option(5, "step schedule: epochs between decays")
     step_gamma: float = _option(0.1, "step schedule: factor applied at each decay")
     label_smoothing: float = _option(0.0, "label smoothing of the cross-entropy target")
+    whiten_stem: bool = _option(
+        False,
+        "set the model's first convolution (2 x bands x k x k filters of k x k, e.g. conv24x2p0) "
+        "to the whitening transform of the training images' k x k patches and keep it fixed "
+        "(after airbench)",
+    )
     ema: float = _option(
         0.0,
         "keep an exponential moving average of the weights with this decay, e.g. 0.99 or 0.999 "

@@ -59,6 +59,7 @@ from cnnlab.training.process import (
     process_threads,
     writes_files,
 )
+from cnnlab.training.whiten import freeze_stem, whiten_stem, whitening_sample
 
 
 @dataclass
@@ -116,6 +117,13 @@ def open_session(
     pretrained = None
     if starts_pretrained(config) and not resume:  # a resumed run's weights are in its checkpoint
         pretrained = load_start_weights(config, model, model_record.name)
+    if config.whiten_stem:
+        freeze_stem(model)
+        if not resume:  # a resumed run's stem is in its checkpoint
+            sample = whitening_sample(len(train.labels), config.seed)
+            whiten_stem(
+                model, normalizer(record)(train.images[sample.to(train.images.device)].cpu())
+            )
     model = group_model(model.to(fast.device), config, here)
     if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
