@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.loader import device_constant
 from cnnlab.data.sources import default_augmentation
 from cnnlab.specs.augmentation import AUGMENTATION_FIELDS, ERASE_AREA, ERASE_ASPECT, Augmentation
 
@@ -76,7 +77,10 @@ def augment_batch(
     x = images.float()  # [B, C, H, W]
     batch, bands, height, width = x.shape
     fill_value = (
-        torch.tensor(fill, device=x.device).mul(255).view(1, -1, 1, 1).expand(1, bands, 1, 1)
+        device_constant(tuple(fill), torch.float32, x.device)  # no per-batch host copy
+        .mul(255)
+        .view(1, -1, 1, 1)
+        .expand(1, bands, 1, 1)
     )
     pad_value = {"zero": torch.zeros_like(fill_value), "mean": fill_value, "edge": None}[
         augmentation.pad_fill
