@@ -17,7 +17,7 @@ import torch
 
 from cnnlab.data.inputs import ImageInput, prepare_images
 from cnnlab.inference.calibrate import Decision, decision_for
-from cnnlab.run.load import LoadedRun, load_run
+from cnnlab.run.load import LoadedRun, load_run, recorded_tta
 from cnnlab.runtime.predict import predict_logits
 
 
@@ -161,10 +161,13 @@ def load(
     device: str = "auto",
     precision: str = "auto",
     calibration: bool = True,
+    tta: str | None = None,
 ) -> Model:
     """A trained run's model, ready to `predict`; needs only the run directory. As `cnnlab
     predict` does, it applies RUN/calibration.json (temperature, two-class threshold) when the
-    file was fitted on this checkpoint; `calibration=False` gives the raw softmax and argmax."""
-    loaded = load_run(os.fspath(run), checkpoint, device, precision)
+    file was fitted on this checkpoint; `calibration=False` gives the raw softmax and argmax.
+    `tta`: the test-time augmentation (none, flip, flip-shift); None: the run's own (--tta)."""
+    tta = recorded_tta(os.fspath(run)) if tta is None else tta
+    loaded = load_run(os.fspath(run), checkpoint, device, precision, tta=tta)
     decision = decision_for(loaded, checkpoint, calibration, notify=lambda line: None)
     return Model(loaded, decision)

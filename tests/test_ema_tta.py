@@ -260,3 +260,16 @@ def test_train_says_the_scores_use_ema_weights_and_tta(tmp_path, capsys):
     assert any(not torch.equal(best[key], live[key]) for key in best)  # --test scored the average
     loaded = load_run(run).model.state_dict()
     assert all(torch.equal(loaded[key].cpu(), best[key]) for key in best)
+
+
+def test_the_library_loader_uses_the_runs_tta_and_the_argument_overrides_it(tta_run):
+    import cnnlab
+
+    loaded = load_run(tta_run)
+    images = load_run_split(loaded.record, "val").images[:8]
+    plain = predict_logits(loaded.model, images, loaded.settings)
+    flipped = predict_logits(loaded.model, images.flip(-1), loaded.settings)
+    for tta, logits in ((None, (plain + flipped) / 2), ("none", plain)):
+        model = cnnlab.load(tta_run, calibration=False, tta=tta)
+        got = model.predict(images).probabilities
+        torch.testing.assert_close(got, torch.softmax(logits, 1), rtol=1e-5, atol=1e-6)
