@@ -272,3 +272,14 @@ print(sorted(m for m in ("torch._dynamo", "sympy", "sklearn", "scipy") if m in s
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_fused_kernels_are_chosen_on_cuda_only():
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.optim import build_optimizer, fused_on
+
+    assert fused_on(torch.device("cuda", 0)) is True
+    assert fused_on(torch.device("cpu")) is None  # torch's default: bit-equal to torch.optim
+    for name in ("sgd", "adamw"):
+        optimizer = build_optimizer(TrainConfig(optimizer=name), torch.nn.Linear(3, 2))
+        assert all(group["fused"] is None for group in optimizer.param_groups)

@@ -104,14 +104,22 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     else:
         groups = parameter_groups(model, config.weight_decay)
     lr = config.resolved_learning_rate
+    fused = fused_on(next(model.parameters()).device)
     if config.optimizer == "sgd":
         return EagerSGD(
             groups,
             lr=lr,
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
+            fused=fused,
         )
-    return EagerAdamW(groups, lr=lr, betas=(config.momentum, 0.999))
+    return EagerAdamW(groups, lr=lr, betas=(config.momentum, 0.999), fused=fused)
+
+
+def fused_on(device: torch.device) -> bool | None:
+    """On a CUDA GPU the fused kernels: one launch per step, and a step whose loss was not finite
+    is skipped inside them without a read-back (training/loop.py). Elsewhere torch's default."""
+    return True if device.type == "cuda" else None
 
 
 def build_scheduler(
