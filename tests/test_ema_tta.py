@@ -273,3 +273,25 @@ def test_the_library_loader_uses_the_runs_tta_and_the_argument_overrides_it(tta_
         model = cnnlab.load(tta_run, calibration=False, tta=tta)
         got = model.predict(images).probabilities
         torch.testing.assert_close(got, torch.softmax(logits, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_predictions_run_in_batches_of_256_on_a_cpu_unless_told():
+    from cnnlab.data.loader import Normalizer
+    from cnnlab.runtime.predict import StepSettings, eval_batch_size
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(len(x))
+            return x.flatten(1)[:, :3]
+
+    images = torch.zeros(600, 1, 4, 4, dtype=torch.uint8)
+    settings = StepSettings(Normalizer((0.5,), (0.5,)))
+    assert eval_batch_size(torch.device("cpu")) == 256
+    assert eval_batch_size(torch.device("cuda", 0)) == 1024
+    assert predict_logits(Recorder(), images, settings).shape == (600, 3)
+    assert seen == [256, 256, 88]
+    seen.clear()
+    predict_logits(Recorder(), images, settings, batch_size=500)
+    assert seen == [500, 100]

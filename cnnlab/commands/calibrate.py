@@ -45,7 +45,11 @@ def register(subparsers: Any) -> None:
     common.add_data_flags(parser)
     common.add_checkpoint_flag(parser)
     common.add_device_flags(parser, runtime=False)
-    parser.add_argument("--batch-size", type=int, default=1024, help="images per batch")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per batch (default: 256 on a CPU, 1024 on a GPU)",
+    )
     common.add_json_flag(parser, "calibration.json's content")
     parser.set_defaults(handler=run)
 
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.run.paths import RunDir
 
     parse_threshold_rule(args.threshold)  # a bad rule fails before the model is loaded
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CnnlabError(f"--batch-size must be at least 1, got {args.batch_size}.")
     record = calibrate_run(
         args.run,

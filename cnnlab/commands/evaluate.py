@@ -35,7 +35,11 @@ def register(subparsers: Any) -> None:
     common.add_checkpoint_flag(parser)
     common.add_device_flags(parser)
     parser.add_argument("--top-k", type=int, default=5, help="k of top-k accuracy (default: 5)")
-    parser.add_argument("--batch-size", type=int, default=1024, help="images per batch")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per batch (default: 256 on a CPU, 1024 on a GPU)",
+    )
     add_calibration_flag(parser)
     add_tta_flag(parser)
     add_positive_class_flag(parser)
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError("--top-k must be at least 1.")
     if args.bootstrap < 0:
         raise CnnlabError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CnnlabError(f"--batch-size must be at least 1, got {args.batch_size}.")
     metrics = evaluate_run(
         args.run,

@@ -76,7 +76,7 @@ def evaluate_run(
     data_dir: str | None = None,
     which: str = "best",
     device: str = "auto",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     top_k: int = 5,
     precision: str = "auto",
     channels_last: bool = True,
@@ -380,7 +380,7 @@ def calibrate_run(
     device: str = "auto",
     data: str | None = None,
     data_dir: str | None = None,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
 ) -> CalibrationRecord:
     """Fit the temperature and (two classes) the threshold on the run's validation split and
     write RUN/calibration.json. `threshold` None fits the temperature only."""

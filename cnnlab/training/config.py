@@ -209,7 +209,11 @@ class _Settings:
         "several processes (torchrun, --nproc) on CUDA: SyncBatchNorm, batch statistics over the "
         "global batch; without it each process normalises over its own shard",
     )
-    eval_batch_size: int = _option(1024, "images per batch when evaluating")
+    eval_batch_size: int | None = _option(
+        None,
+        "images per batch when evaluating (default: 256 on a CPU, where a small network's "
+        "activations then stay in the caches, 1024 on a GPU)",
+    )
     tta: str = _option(
         "none",
         "test-time augmentation of validation, --test and this run's `cnnlab evaluate` and "
@@ -263,7 +267,11 @@ class TrainConfig(_SettingsAndAugmentation):
         checks = [
             (self.epochs >= 1, "epochs", "at least 1"),
             (self.batch_size >= 1, "batch_size", "at least 1"),
-            (self.eval_batch_size >= 1, "eval_batch_size", "at least 1"),
+            (
+                self.eval_batch_size is None or self.eval_batch_size >= 1,
+                "eval_batch_size",
+                "at least 1",
+            ),  # fmt: skip
             (0.0 <= self.val_fraction < 1.0, "val_fraction", "in [0, 1)"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing", "in [0, 1)"),
             (self.ema == 0.0 or 0.0 < self.ema < 1.0, "ema", "0 (off) or in (0, 1)"),

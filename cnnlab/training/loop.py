@@ -325,7 +325,7 @@ def evaluate(
     images: torch.Tensor,
     labels: torch.Tensor,
     settings: StepSettings,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
     """Loss, accuracy, balanced accuracy and Cohen's kappa on a split (plain cross-entropy).
 
