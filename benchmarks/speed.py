@@ -365,7 +365,9 @@ def cnnlab_runs(key: str, data: str, extra: list[str], args) -> list[dict]:
                 "wall_seconds": round(wall, 1),
                 "train_seconds": round(sum(e["epoch_seconds"] for e in epochs), 1),
                 "test_accuracy": test["accuracy"],
-                "val_accuracy": [round(e["val_accuracy"], 4) for e in epochs],
+                "val_accuracy": [  # "-": a recipe without a validation split
+                    round(e["val_accuracy"], 4) if "val_accuracy" in e else "-" for e in epochs
+                ],
                 "images_per_second": [e["images_per_second"] for e in epochs],
                 "peak_rss_mib": round(rss),
                 "recipe": config["train"]["recipe"],

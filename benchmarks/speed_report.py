@@ -345,7 +345,7 @@ def part_table(key: str, name: str, results: dict) -> list[str]:
         rates = row["images_per_second"]
         lines.append(
             f"| {row['seed']} | {row['wall_seconds']} | {row['train_seconds']} | "
-            f"{row['test_accuracy']:.4f} | {', '.join(map(str, row['val_accuracy']))} | "
+            f"{row['test_accuracy']:.4f} | {_val_curve(row['val_accuracy'])} | "
             f"{min(rates):,.0f}-{max(rates):,.0f} | {row['peak_rss_mib']} MiB |"
         )
     # Time to each threshold against this file's baseline, kept from another run or not: the
@@ -403,3 +403,10 @@ def write_block(path: Path, text: str) -> None:
     else:
         content += f"\n## Speed\n\n{BEGIN}\n{text}\n{END}\n"
     path.write_text(content)
+
+
+def _val_curve(values: list) -> str:
+    """The per-epoch validation accuracies, or a word where the recipe holds no split out."""
+    if values and all(value == "-" for value in values):
+        return "none (no validation split)"
+    return ", ".join(map(str, values))
