@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.data.loader import Normalizer
+from cnnlab.errors import CnnlabError
 from cnnlab.models import ModelSpec, build_model
 from cnnlab.models.registry import ensure_registered
 from cnnlab.run import checkpoints as ckpt
@@ -83,9 +84,13 @@ def load_run(
 
 def recorded_tta(run_path: str | Path) -> str:
     """The test-time augmentation a run was trained with (config.json `train.tta`; "none" for
-    runs from before it existed or without a config.json)."""
+    runs from before it existed, without a config.json, or whose config.json cannot be read:
+    evaluating a run needs its weights, model.json and dataset.json, not its training settings)."""
     run = RunDir(run_path)
     if not run.config.is_file():
         return "none"
-    tta = run.config_record().train.get("tta", "none")
+    try:
+        tta = run.config_record().train.get("tta", "none")
+    except CnnlabError:
+        return "none"
     return tta if tta in TTA_CHOICES else "none"
