@@ -54,8 +54,8 @@ def prepare(images: torch.Tensor, settings: StepSettings) -> torch.Tensor:
 
 # Images per forward pass when predicting, by device type. On a CPU a batch of 256 keeps a small
 # network's activations in the cores' caches: the Fashion-MNIST and CIFAR-10 recipe networks ran
-# 1.6-2.1x faster than at 1024 on 2 Zen 5 cores in bf16, the MNIST one as fast (BENCHMARKS.md,
-# "Evaluation batch"); a GPU wants large batches.
+# 1.55-2.2x faster than at 1024 on 2 Zen 5 cores in bf16 (the smallest, MNIST's, 0.7-1.0x;
+# BENCHMARKS.md, "Evaluation batch"); a GPU wants large batches.
 EVAL_BATCH = {"cpu": 256}
 GPU_EVAL_BATCH = 1024
 
