@@ -1,8 +1,11 @@
 """The speed targets (issue 17) and the BENCHMARKS.md block that benchmarks/speed.py writes.
 
-Targets are relative to the peer measured in the same run: T is the wall time of the baseline
-recipe's first epoch (the PyTorch MNIST example's recipe, benchmarks/mnist_baseline.py) in the
-results file that also holds the cnnlab runs judged against it. The block has one section per
+Targets are relative to the peer measured in the same run: T is the median wall time of the
+baseline recipe's first epoch over its seeds (the PyTorch MNIST example's recipe,
+benchmarks/mnist_baseline.py; seeds 1..N, N = speed.py's --baseline-seeds, 3 by default; for an
+even N the median is the mean of the two middle values, so of both for N = 2) in the results file
+that also holds the cnnlab runs judged against it. Files written before the seeds (one baseline
+run) give T = that run's first epoch, and the report says so. The block has one section per
 machine kind (CPU model + what torch detects of it), each from the newest results of that kind
 for every part, so a run on one machine never erases another machine's tables. Plain Python:
 results are dicts read from benchmarks/results/speed-*.json; nothing here imports torch.
@@ -46,11 +49,82 @@ class ForeignBaseline(ValueError):
     """T must come from the baseline measured in the same run as the part judged against it."""
 
 
+@dataclass(frozen=True)
+class Yardstick:
+    """T and what it was computed from."""
+
+    seconds: float  # T
+    how: str  # e.g. "median of 3 first epochs"
+    seeds: tuple[int, ...]  # the baseline seeds, in the order they ran
+    walls: tuple[float, ...]  # their first epochs' wall seconds, same order
+    rates: tuple[float, ...]  # their first epochs' training images/s, same order
+
+
 # ---------------------------------------------------------------- targets
 
 
+def yardstick(baseline: dict) -> Yardstick:
+    """T of a baseline record: the median of its seeds' first-epoch walls (the mean of the two
+    middle ones for an even count); a record from before the seeds holds one run, seed 1."""
+    seeds = baseline.get("seeds")
+    if not seeds:  # an older file: one baseline run, T its first epoch
+        first = baseline["epochs"][0]
+        wall = float(first["wall_seconds"])
+        how = (
+            "the first epoch of a single baseline run (a file from before T was a median of seeds)"
+        )
+        return Yardstick(wall, how, (1,), (wall,), (first["train_images_per_second"],))
+    walls = tuple(float(row["first_epoch_seconds"]) for row in seeds)
+    how = {1: "the first epoch of 1 seed", 2: "median of 2 first epochs (their mean)"}
+    return Yardstick(
+        statistics.median(walls),
+        how.get(len(walls), f"median of {len(walls)} first epochs"),
+        tuple(row["seed"] for row in seeds),
+        walls,
+        tuple(row["train_images_per_second"] for row in seeds),
+    )
+
+
+def baseline_record(runs: list[tuple[int, dict]]) -> dict:
+    """speed.py's baseline part from its workers' results, (seed, result) in the order they ran:
+    the first seed's record as before (all its epochs: the time-to-threshold table), each seed's
+    first epoch, and T with how it was computed."""
+    record = dict(runs[0][1])
+    record["seeds"] = [
+        {
+            "seed": seed,
+            "first_epoch_seconds": result["epochs"][0]["wall_seconds"],
+            "train_images_per_second": result["epochs"][0]["train_images_per_second"],
+            "test_accuracy": result["epochs"][0]["test_accuracy"],
+            "epochs": len(result["epochs"]),
+            "setup_seconds": result.get("setup_seconds"),
+            "peak_rss_mib": result.get("peak_rss_mib"),
+        }
+        for seed, result in runs
+    ]
+    t = yardstick(record)
+    return {**record, "t_seconds": t.seconds, "t_from": t.how}
+
+
+def t_line(baseline: dict) -> str:
+    """T in one line: its value, how it was computed, each seed's first epoch and the spread."""
+    t = yardstick(baseline)
+    if len(t.walls) == 1:
+        return f"T = {t.seconds:.1f} s, {t.how}: seed {t.seeds[0]}, {t.rates[0]:,.0f} images/s."
+    each = ", ".join(
+        f"seed {seed} {wall:.1f} s ({rate:,.0f} images/s)"
+        for seed, wall, rate in zip(t.seeds, t.walls, t.rates, strict=True)
+    )
+    low, high = min(t.walls), max(t.walls)
+    return (
+        f"T = {t.seconds:.1f} s, {t.how}: {each}; spread {low:.1f}-{high:.1f} s "
+        f"({high - low:.1f} s, {(high - low) / t.seconds:.0%} of T)."
+    )
+
+
 def baseline_seconds(results: dict, source: str = "this run") -> float:
-    """T: the baseline recipe's first-epoch wall time, measured in the run `results` holds."""
+    """T: the median of the baseline recipe's first-epoch walls, measured in the run `results`
+    holds (never a baseline kept from another run)."""
     baseline = results.get("baseline")
     if not baseline or not baseline.get("epochs"):
         raise ForeignBaseline(
@@ -62,7 +136,7 @@ def baseline_seconds(results: dict, source: str = "this run") -> float:
             f"the baseline in {source} was kept from {baseline['reused_from']}, another run; T "
             "must be measured in the same run: rerun the part with the baseline."
         )
-    return float(baseline["epochs"][0]["wall_seconds"])
+    return yardstick(baseline).seconds
 
 
 def judge(key: str, runs: list[dict], t_seconds: float) -> dict:
@@ -263,7 +337,7 @@ def target_row(key: str, name: str, results: dict) -> str:
     except ForeignBaseline:
         baseline = results.get("baseline")
         if baseline:
-            verdict = judge(key, runs, float(baseline["epochs"][0]["wall_seconds"]))
+            verdict = judge(key, runs, yardstick(baseline).seconds)
             ratio = f"{verdict['ratio_to_t']:.2f} T of another run (`{baseline['reused_from']}`)"
         else:
             verdict, ratio = judge(key, runs, float("inf")), "no T"
@@ -317,8 +391,10 @@ def throughput_tables(t: dict) -> list[str]:
 
 def baseline_table(baseline: dict, name: str) -> list[str]:
     lines = [
-        f"**Baseline recipe on MNIST** (`{name}`; test accuracy after each epoch, wall from the "
-        "start of training; T is epoch 1's wall):",
+        f"**Baseline recipe on MNIST** (`{name}`; seed {yardstick(baseline).seeds[0]}'s test "
+        "accuracy after each epoch, wall from the start of training).",
+        "",
+        t_line(baseline),
         "",
         "| epoch | wall (s) | train images/s | test accuracy |",
         "|---|---|---|---|",

@@ -1,6 +1,7 @@
-"""benchmarks/speed.py's targets and report (issue 17): targets are multiples of T, the baseline's
-first epoch in the same run; one BENCHMARKS.md section per machine kind; achieved GFLOP/s from
-multiply-accumulates. Hand-made results dicts and hand-computed values; nothing is trained."""
+"""benchmarks/speed.py's targets and report (issue 17): targets are multiples of T, the median of
+the baseline's first epochs over its seeds in the same run; one BENCHMARKS.md section per machine
+kind; achieved GFLOP/s from multiply-accumulates. Hand-made results dicts (worker results faked)
+and hand-computed values; nothing is trained."""
 
 import subprocess
 import sys
@@ -16,6 +17,11 @@ sys.path.append(str(BENCHMARKS))  # appended: never shadows an installed module
 import machine_peak  # noqa: E402
 import speed_report  # noqa: E402
 from speed_report import ForeignBaseline  # noqa: E402
+
+_PATH = list(sys.path)
+import speed  # noqa: E402  (it puts benchmarks/ first on sys.path: put it back)
+
+sys.path[:] = _PATH
 
 ZEN5 = {"cpu": "AMD EPYC", "capability": "AVX512 + AVX512-BF16", "cores": 2, "torch": "2.14.1",
         "date": "2026-12-01", "load_average_at_start": [0.5, 0.5, 0.5], "native_bf16": True,
@@ -45,6 +51,24 @@ def baseline(*walls: float, reused_from: str | None = None) -> dict:
     epochs = [{"epoch": i + 1, "wall_seconds": wall, "train_images_per_second": 800.0,
                "test_accuracy": 0.98 + i / 1000} for i, wall in enumerate(walls)]  # fmt: skip
     return {"epochs": epochs, **({"reused_from": reused_from} if reused_from else {})}
+
+
+def worker_result(*epochs: tuple[float, float]) -> dict:
+    """What speed.py's baseline worker prints: (wall seconds, train images/s) per epoch."""
+    rows = [{"epoch": i + 1, "train_seconds": wall - 3, "train_images_per_second": rate,
+             "test_accuracy": 0.98 + i / 1000, "wall_seconds": wall}
+            for i, (wall, rate) in enumerate(epochs)]  # fmt: skip
+    return {
+        "epochs": rows,
+        "setup_seconds": 0.2,
+        "process_wall_seconds": 99.0,
+        "peak_rss_mib": 1200,
+    }
+
+
+# This session's two single-epoch Ts (39.0 s, 29.9 s) and a third: the median is 31.2 s.
+THREE_SEEDS = [(1, worker_result((39.0, 1712.0), (70.0, 1800.0))),
+               (2, worker_result((29.9, 2289.0))), (3, worker_result((31.2, 2200.0)))]  # fmt: skip
 
 
 def throughput(base: int, by_batch: dict[str, int]) -> dict:
@@ -95,6 +119,101 @@ def test_t_is_the_first_epoch_of_the_baseline_in_the_same_run():
     assert speed_report.baseline_seconds(results) == 40.0
     row = speed_report.target_row("mnist", "speed-x.json", results)
     assert "| 0.50 T (T = 40.0 s) | **met** |" in row
+
+
+def test_t_is_the_median_of_the_seeds_first_epochs_and_seed_1_keeps_its_epochs():
+    record = speed_report.baseline_record(THREE_SEEDS)
+    assert record["t_seconds"] == 31.2 and record["t_from"] == "median of 3 first epochs"
+    assert [row["first_epoch_seconds"] for row in record["seeds"]] == [39.0, 29.9, 31.2]
+    assert [row["train_images_per_second"] for row in record["seeds"]] == [1712.0, 2289.0, 2200.0]
+    assert [row["epochs"] for row in record["seeds"]] == [2, 1, 1]
+    assert [row["wall_seconds"] for row in record["epochs"]] == [39.0, 70.0]  # seed 1's, as before
+    results = {"machine": ZEN5, "baseline": record, "mnist": {"runs": runs((31.2, 0.995))}}
+    assert speed_report.baseline_seconds(results) == 31.2  # not seed 1's 39.0
+    row = speed_report.target_row("mnist", "speed-x.json", results)
+    assert "| 1.00 T (T = 31.2 s) | **met** |" in row
+    kept = {**results, "baseline": {**record, "reused_from": "speed-old.json"}}
+    with pytest.raises(ForeignBaseline, match="speed-old.json"):
+        speed_report.baseline_seconds(kept)  # seeds or not, --reuse never lends T
+
+
+@pytest.mark.parametrize(
+    ("walls", "t", "how"),
+    [
+        ((40.0,), 40.0, "the first epoch of 1 seed"),
+        ((40.0, 30.0), 35.0, "median of 2 first epochs (their mean)"),
+        ((10.0, 40.0, 20.0, 30.0), 25.0, "median of 4 first epochs"),  # (20 + 30) / 2
+        ((50.0, 10.0, 30.0, 20.0, 40.0), 30.0, "median of 5 first epochs"),
+    ],
+)
+def test_t_of_one_two_and_more_seeds(walls, t, how):
+    record = speed_report.baseline_record(
+        [(seed, worker_result((wall, 1000.0))) for seed, wall in enumerate(walls, 1)]
+    )
+    assert (record["t_seconds"], record["t_from"]) == (t, how)
+    assert speed_report.yardstick(record).seeds == tuple(range(1, len(walls) + 1))
+
+
+def test_the_report_line_shows_t_each_seed_and_the_spread():
+    line = speed_report.t_line(speed_report.baseline_record(THREE_SEEDS))
+    # spread 39.0 - 29.9 = 9.1 s; 9.1 / 31.2 = 29%
+    assert line == (
+        "T = 31.2 s, median of 3 first epochs: seed 1 39.0 s (1,712 images/s), seed 2 29.9 s "
+        "(2,289 images/s), seed 3 31.2 s (2,200 images/s); spread 29.9-39.0 s (9.1 s, 29% of T)."
+    )
+    files = [("speed-2026-12-01T0300.json", {"machine": ZEN5, "argv": "--parts mnist",
+              "baseline": speed_report.baseline_record(THREE_SEEDS),
+              "mnist": {"runs": runs((28.08, 0.995))}})]  # fmt: skip
+    text = speed_report.markdown_all(files)
+    assert line in text.splitlines()
+    assert "| 0.90 T (T = 31.2 s) | **met** |" in text  # 28.08 / 31.2
+
+
+def test_an_old_results_file_with_one_baseline_run_still_renders():
+    # the shape of benchmarks/results/speed-2026-12-01T0202.json's baseline: no seeds, no T
+    old = {"epochs": [{"epoch": 1, "train_seconds": 26.22, "train_images_per_second": 2288.6,
+                       "test_accuracy": 0.9846, "wall_seconds": 29.95}],
+           "setup_seconds": 0.17, "process_wall_seconds": 32.7, "peak_rss_mib": 1212}  # fmt: skip
+    files = [("speed-2026-12-01T0202.json", {"machine": ZEN5, "argv": "--parts mnist",
+              "baseline": old, "mnist": {"runs": runs((26.6, 0.995))}})]  # fmt: skip
+    text = speed_report.markdown_all(files)
+    assert (
+        "T = 29.9 s, the first epoch of a single baseline run (a file from before T was a median "
+        "of seeds): seed 1, 2,289 images/s."
+    ) in text.splitlines()
+    assert "| 0.89 T (T = 29.9 s) | **met** |" in text  # 26.6 / 29.95 = 0.888
+    assert "| 1 | 29.95 | 2,289 | 0.9846 |" in text
+
+
+def test_the_baseline_part_runs_seed_1_for_its_epochs_and_the_others_for_one(monkeypatch):
+    calls = []
+    fake = {str(seed): result for seed, result in THREE_SEEDS}
+
+    def worker(name, *extra):
+        calls.append((name, *extra))
+        return fake[extra[1]]
+
+    monkeypatch.setattr(speed, "worker", worker)
+    record = speed.part_baseline(SimpleNamespace(baseline_epochs=2, baseline_seeds=3))
+    assert calls == [("baseline", "2", "1"), ("baseline", "1", "2"), ("baseline", "1", "3")]
+    assert record["t_seconds"] == 31.2 and len(record["seeds"]) == 3
+    seeds = []
+    monkeypatch.setattr(speed, "worker_baseline", lambda epochs, seed: seeds.append(seed) or {})
+    speed.WORKERS["baseline"](["2", "3"])
+    speed.WORKERS["baseline"](["1"])  # the older call form: seed 1, as before the seeds
+    assert seeds == [3, 1]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_fewer_than_one_baseline_seed_is_refused(value):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "speed.py"), "--parts", "mnist",
+         "--baseline-seeds", value], capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"argument --baseline-seeds: '{value}' is not a whole number of at least 1" in (
+        done.stderr
+    )
 
 
 def test_a_reused_baseline_never_supplies_t():
