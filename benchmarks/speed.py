@@ -173,16 +173,14 @@ def worker_throughput_cnnlab(batches: int, batch_size: int) -> dict:
     from mnist_baseline import ExampleNet
 
     from cnnlab.data.loader import Normalizer, epoch_order, train_batches
-    from cnnlab.runtime.fastpath import choose_fast_path
+    from cnnlab.runtime.fastpath import choose_fast_path, fast_model
     from cnnlab.runtime.predict import StepSettings, predict_logits
     from cnnlab.training.loop import EpochTotals, train_one_epoch
 
     torch.manual_seed(1)
     data = _mnist()
     fast = choose_fast_path(torch.device("cpu"))
-    model = ExampleNet()
-    if fast.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = fast_model(ExampleNet(), fast)  # channels_last, cnnlab's dropout (as training does)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     settings = StepSettings(Normalizer((0.1307,), (0.3081,)), fast.precision, fast.channels_last)

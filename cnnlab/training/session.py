@@ -37,7 +37,7 @@ from cnnlab.run.splits import (
     split_duplicates,
 )
 from cnnlab.runtime.device import machine_description, resolve_device
-from cnnlab.runtime.fastpath import FastPath, available_cores, choose_fast_path
+from cnnlab.runtime.fastpath import FastPath, available_cores, choose_fast_path, fast_model
 from cnnlab.runtime.predict import StepSettings, tta_warning
 from cnnlab.runtime.progress import Progress
 from cnnlab.specs.recipes import RECIPES
@@ -124,9 +124,7 @@ def open_session(
             whiten_stem(
                 model, normalizer(record)(train.images[sample.to(train.images.device)].cpu())
             )
-    model = group_model(model.to(fast.device), config, here)
-    if fast.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = fast_model(group_model(model.to(fast.device), config, here), fast)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = num_batches(len(train.labels), config.batch_size)
     schedule_epochs = _segment_epochs(run, config, resume)

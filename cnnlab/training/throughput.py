@@ -26,7 +26,7 @@ from cnnlab.data.loader import Normalizer
 from cnnlab.data.sources import DATASETS, FOLDER_PREFIX
 from cnnlab.models import ModelSpec, build_model
 from cnnlab.runtime.device import resolve_device
-from cnnlab.runtime.fastpath import FastPath, available_cores, choose_fast_path
+from cnnlab.runtime.fastpath import FastPath, available_cores, choose_fast_path, fast_model
 from cnnlab.runtime.predict import StepSettings
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.loop import EpochTotals, train_one_epoch
@@ -107,9 +107,7 @@ def measure_training(
         options["dropout"] = config.dropout
     channels = workload.channels
     spec = ModelSpec(config.model, channels, workload.num_classes, size, options)
-    model: nn.Module = build_model(spec).to(fast.device)
-    if fast.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model: nn.Module = fast_model(build_model(spec).to(fast.device), fast)
     batch = max(1, min(config.batch_size, MEASURE_BATCH, workload.train_images))
     steps = MAX_STEPS
     optimizer = build_optimizer(config, model)
