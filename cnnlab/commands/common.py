@@ -86,7 +86,7 @@ def add_config_flag(group: Any, field: dataclasses.Field, default: Any) -> None:
     flags given and a TOML file or the dataclass supplies the rest."""
     flag = "--" + field.name.replace("_", "-")
     meta = field.metadata
-    shown = "" if default in (None, {}) else f" (default: {default})"
+    shown = "" if default in (None, {}, "") else f" (default: {default})"
     kind = str(field.type)
     common = {"dest": field.name, "default": argparse.SUPPRESS}
     if kind == "bool":
@@ -100,5 +100,6 @@ def add_config_flag(group: Any, field: dataclasses.Field, default: Any) -> None:
     else:
         value_type = int if kind.startswith("int") else float if kind.startswith("float") else str
         group.add_argument(
-            flag, type=value_type, choices=meta.get("choices"), help=meta["help"] + shown, **common
-        )
+            flag, type=value_type, choices=meta.get("choices"), metavar=meta.get("metavar"),
+            help=meta["help"] + shown, **common,
+        )  # fmt: skip

@@ -12,6 +12,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, make_dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,17 @@ class _Settings:
         "checkpoint, --test and the saved weights (evaluate, predict, export, explain) use the "
         "average. Costs ~0.04 ms a step on the MNIST recipe's network (2 CPU cores), under a "
         "hundredth of its training step",
+    )
+    progressive_resize: str = _option(
+        "",
+        "progressive resizing (after airbench and fast.ai): SIZE:FRACTION, e.g. 24:0.5, trains "
+        "the first round(FRACTION x EPOCHS) epochs (halves rounded up, at least the last epoch at "
+        "full size) on images resized on the device to SIZE (the longer side; bilinear, "
+        "antialiased, after normalisation), the rest at the data's size. EPOCHS is the --epochs "
+        "the run started with: epochs added by --resume RUN --epochs N train at full size. "
+        "Validation, --test, evaluate and predict see the full size. The model must take the "
+        "smaller images (global pooling). Empty: off",
+        metavar="SIZE:FRACTION",
     )
     class_weighted_loss: bool = _option(
         False, "weight the loss by inverse class frequency (for imbalanced data)"
@@ -298,6 +310,7 @@ class TrainConfig(_SettingsAndAugmentation):
             checks.append((not expected, name, expected))
         if self.time_budget is not None:
             parse_duration(self.time_budget)
+        parse_progressive_resize(self.progressive_resize)
         if self.image_size is not None:
             from cnnlab.data.folder import parse_image_size  # imports torch: only when needed
 
@@ -412,6 +425,25 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise ConfigError(f"--time-budget {text!r} is invalid: it must be longer than 0 s.")
     return total
+
+
+def parse_progressive_resize(text: str) -> tuple[int, Fraction] | None:
+    """'24:0.5' -> (24, Fraction(1, 2)); '' -> None (off). The fraction is kept exact, so
+    round(FRACTION x EPOCHS) rounds a half as written ('0.15' x 10 is 3/2, not 1.4999...)."""
+    if not text:
+        return None
+    size, separator, fraction = str(text).partition(":")
+    try:
+        size, fraction = int(size), Fraction(fraction.strip())
+    except ValueError:
+        size, fraction = 0, Fraction(0)  # refused below with the others
+    if not separator or size < 8 or not 0 < fraction < 1:
+        raise ConfigError(
+            f"--progressive-resize {text!r} is invalid: give SIZE:FRACTION with SIZE a whole "
+            "number of pixels, at least 8, and FRACTION of the epochs in (0, 1), e.g. 24:0.5 "
+            "(or leave it empty for off)."
+        )
+    return size, fraction
 
 
 def parse_model_option(text: str) -> tuple[str, Any]:

@@ -24,6 +24,7 @@ from cnnlab.errors import TrainingAborted
 from cnnlab.metrics import confusion_matrix, summary_scores
 from cnnlab.runtime.predict import StepSettings, autocast, predict_logits, prepare
 from cnnlab.training.process import StepSync, place, reduce_sums, split_for_this_process
+from cnnlab.training.progressive import resize_images
 
 # Steps between read-backs of deferred totals: ~0.1-0.5 s of GPU work for CIFAR-sized batches,
 # so progress lines stay current; it is also how late a run of non-finite steps can be noticed.
@@ -68,6 +69,7 @@ def train_one_epoch(
     train_mode: Callable[[nn.Module], None] = nn.Module.train,
     sync: StepSync | None = None,
     read_back_every: int | str = 0,
+    resize: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """One pass over `batches`; returns the epoch's mean loss and accuracy so far.
 
@@ -79,6 +81,7 @@ def train_one_epoch(
     and at the last (`read_back_interval`; "auto": on a CUDA GPU). While they are deferred,
     `totals.pending` is set and `after_step` gets 0 images; where they are current it gets the
     images since its previous such call, so progress shows exact numbers, a few steps apart.
+    `resize` [H, W]: prepared images are resized to it (--progressive-resize's small epochs).
     """
     train_mode(model)
     forward = sync.wrap(model) if sync is not None else model
@@ -87,6 +90,7 @@ def train_one_epoch(
     steps = _marking_last(batches) if every else ((batch, False) for batch in batches)
     for (images, labels), last in steps:
         x = prepare(images, settings)
+        x = x if resize is None else resize_images(x, resize, settings.channels_last)
         with autocast(x.device, settings.precision):
             logits = forward(x)
         if every:

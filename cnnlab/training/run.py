@@ -195,12 +195,14 @@ def run_epoch(
 
     if config.freeze_epochs:
         apply_freezing(session.model, config, state.epoch)
+    resize = session.resize.size_at(state.epoch) if session.resize is not None else None
     train_one_epoch(
         session.model, epoch_batches(session, state), session.optimizer, session.scheduler,
         session.loss_fn, session.settings, state.totals, should_stop=stop,
         after_step=after_step, scaler=session.scaler,
         max_nonfinite_steps=config.max_nonfinite_steps,
         train_mode=train_mode(config, state.epoch), sync=session.sync, read_back_every="auto",
+        resize=resize,
     )  # fmt: skip
     if state.next_batch < session.steps_per_epoch:  # stopped mid-epoch by a signal
         policy.save_position(session, state, "interrupted")
@@ -208,6 +210,8 @@ def run_epoch(
         return "interrupted"
     learning_rate = session.optimizer.param_groups[0]["lr"]
     row = policy.epoch_row(state, learning_rate, time.perf_counter() - started)
+    if session.resize is not None:  # the [H, W] this epoch trained at
+        row["image_size"] = list(resize or session.resize.full)
     return end_epoch(session, state, row, stop)
 
 

@@ -59,6 +59,7 @@ from cnnlab.training.process import (
     process_threads,
     writes_files,
 )
+from cnnlab.training.progressive import ResizePlan, session_plan
 from cnnlab.training.whiten import freeze_stem, whiten_stem, whitening_sample
 
 
@@ -83,6 +84,7 @@ class Session:
     progress: Progress
     sync: StepSync | None = None  # under torchrun: what the processes agree on at every step
     ema: WeightAverage | None = None  # --ema: the moving average validated and saved
+    resize: ResizePlan | None = None  # --progressive-resize: the epochs trained on small images
 
     @property
     def device(self) -> torch.device:
@@ -139,6 +141,7 @@ def open_session(
         progress=Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress),
         sync=StepSync() if here.distributed else None,
         ema=WeightAverage(model, config.ema) if config.ema else None,
+        resize=session_plan(config, run, resume, record, model),
     )  # fmt: skip
     if not resume and writes_files():
         run.write_records(
@@ -366,6 +369,8 @@ def describe(session: Session) -> list[str]:
     if config.tta != "none":
         lines.append(f"test-time augmentation {config.tta}: validation and --test average logits")
         lines += [line for line in [tta_warning(record.source, config.tta)] if line]
+    if session.resize is not None:
+        lines.append(session.resize.describe())
     if session.augmentation.enabled:
         shown = ", ".join(f"{k}={v}" for k, v in session.augmentation.to_dict().items() if v)
         lines.append(f"augmentation: {shown}")
