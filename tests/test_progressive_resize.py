@@ -222,6 +222,11 @@ def test_a_network_with_a_dense_head_sized_for_the_images_is_refused(tmp_path, f
             tmp_path / "run", show_progress=False,
         )  # fmt: skip
     assert not (tmp_path / "run" / "config.json").exists()
+    with pytest.raises(ConfigError, match=r"sized for 16x16.* \"gap -> fc\" in place of"):
+        train(
+            config(folder, model="conv8 -> relu -> flatten -> fc", model_options={}, dropout=None),
+            tmp_path / "run2", show_progress=False,
+        )  # fmt: skip
 
 
 class DrawsNumbers(nn.Module):

@@ -157,13 +157,14 @@ class _Settings:
     )
     progressive_resize: str = _option(
         "",
-        "progressive resizing (after airbench and fast.ai): SIZE:FRACTION, e.g. 24:0.5, trains "
-        "the first round(FRACTION x EPOCHS) epochs (halves rounded up, at least the last epoch at "
-        "full size) on images resized on the device to SIZE (the longer side; bilinear, "
-        "antialiased, after normalisation), the rest at the data's size. EPOCHS is the --epochs "
-        "the run started with: epochs added by --resume RUN --epochs N train at full size. "
-        "Validation, --test, evaluate and predict see the full size. The model must take the "
-        "smaller images (global pooling). Empty: off",
+        "progressive resizing (as in fast.ai's DAWNBench entries): SIZE:FRACTION, e.g. 24:0.5, "
+        "trains the first round(FRACTION x EPOCHS) epochs (halves rounded up; the last epoch "
+        "always at full size) on images resized on the device to SIZE on the longer side "
+        "(bilinear, antialiased, after normalisation), the rest at the data's size. EPOCHS is the "
+        "--epochs the run started with: epochs added by --resume RUN --epochs N train at full "
+        "size. Validation, --test, evaluate and predict see the full size. The model must take "
+        "the smaller images (global pooling: small-cnn, resnet20, a spec with gap -> fc). "
+        "Empty: off",
         metavar="SIZE:FRACTION",
     )
     class_weighted_loss: bool = _option(

@@ -1,10 +1,11 @@
 """--progressive-resize SIZE:FRACTION: the first epochs train on smaller images, the rest in full.
 
-Progressive resizing as airbench (KellerJordan/cifar10-airbench) and fast.ai's DAWNBench entries
-use it: early epochs learn coarse features from cheaper, smaller images. Which epochs are small is a
-function of the epoch index and the run's first --epochs alone, so a resumed run (mid-epoch too)
-trains each epoch at the size an uninterrupted one does. Images are resized on the device after
-normalisation, in the training step only; validation and every later stage see the full size.
+Progressive resizing as fast.ai's DAWNBench ImageNet entries used it (issue 17 measures it with the
+airbench tricks): early epochs learn coarse features from cheaper, smaller images. Which epochs are
+small is a function of the epoch index and the run's first --epochs alone, so a resumed run
+(mid-epoch too) trains each epoch at the size an uninterrupted one does. Images are resized on the
+device after normalisation, in the training step only; validation and every later stage see the
+full size.
 """
 
 from __future__ import annotations
@@ -97,9 +98,10 @@ def check_model_takes(model: nn.Module, channels: int, plan: ResizePlan, config:
         small, full = "x".join(map(str, plan.shape)), "x".join(map(str, plan.full))
         raise ConfigError(
             f"--progressive-resize {config.progressive_resize}: model {config.model} cannot take "
-            f"{small} images (its dense layers are probably sized for {full}: "
-            f"{str(error).splitlines()[0][:120]}); use a network with global pooling, e.g. "
-            'small-cnn, resnet20 or a spec ending in "gap -> fc", or leave the flag out.'
+            f"{small} images ({str(error).splitlines()[0][:120]}): its dense layers are sized "
+            f"for {full}, or its pooling is too deep for {small}. Use a network with global "
+            'pooling, e.g. small-cnn, resnet20, or a spec with "gap -> fc" in place of '
+            '"flatten -> fc"; or a larger SIZE, or leave the flag out.'
         ) from None
     finally:
         model.train(training)
