@@ -4,6 +4,7 @@ pre-hooks), exact resume, segments, and the errors."""
 
 import io
 import json
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -174,7 +175,11 @@ def test_the_first_epochs_train_small_and_validation_sees_the_full_size(
     assert {shape for mode, shape in calls[1:] if not mode} == {full}  # validation
     rows = epoch_rows(tmp_path / "run")
     assert [row["image_size"] for row in rows] == [[12, 12], [12, 12], [16, 16]]
-    assert "epochs 1-2 of 3 train on 12x12 images, the rest at 16x16" in stream.getvalue()
+    shown = stream.getvalue()
+    assert "epochs 1-2 of 3 train on 12x12 images, the rest at 16x16" in shown
+    assert re.search(r"epoch 2/3 .* at 12x12 ", shown) and re.search(
+        r"epoch 3/3 .* at 16x16 ", shown
+    )
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["train"]["progressive_resize"] == "12:0.5"
 

@@ -267,5 +267,7 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
             f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} "
             f"bal-acc {row['val_balanced_accuracy']:.4f} kappa {row['val_cohen_kappa']:.4f}"
         )
+    if "image_size" in row:  # --progressive-resize
+        text += "  at " + "x".join(map(str, row["image_size"]))
     ips = row["images_per_second"]
     return text + f"  {ips or 0:,.0f} img/s  {format_duration(row['epoch_seconds'])}"
