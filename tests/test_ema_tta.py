@@ -226,6 +226,18 @@ def test_evaluate_uses_the_runs_tta_and_the_flag_overrides_it(tta_run, capsys):
     assert config["train"]["tta"] == config["resolved"]["tta"] == "flip"
 
 
+def test_an_evaluation_with_another_tta_keeps_the_runs_own(tta_run, capsys):
+    assert main(["evaluate", str(tta_run), "--split", "val"]) == 0
+    assert main(["evaluate", str(tta_run), "--split", "val", "--tta", "none"]) == 0
+    assert f"{tta_run / 'eval' / 'val-tta-none'}.json" in capsys.readouterr().out  # "written:"
+    own = json.loads((tta_run / "eval" / "val.json").read_text())
+    other = json.loads((tta_run / "eval" / "val-tta-none.json").read_text())
+    assert (own["tta"], other["tta"]) == ("flip", "none")
+    assert (tta_run / "eval" / "val-tta-none-confusion.png").is_file()
+    assert main(["evaluate", str(tta_run), "--split", "val", "--tta", "flip"]) == 0  # its own
+    assert not (tta_run / "eval" / "val-tta-flip.json").exists()
+
+
 def test_predict_uses_the_runs_tta(tta_run, tmp_path):
     from PIL import Image
 

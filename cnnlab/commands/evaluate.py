@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
         "bootstrap. Writes RUN/eval/SPLIT.json, SPLIT-confusion.png, SPLIT-reliability.png, "
         "SPLIT-roc-pr.png (two classes) and SPLIT-predictions.csv; with --checkpoint last or "
         "--runtime onnx the names say so (RUN/eval/SPLIT-last.json, SPLIT-onnx.json, "
-        "SPLIT-last-onnx.json), so no evaluation overwrites another. When RUN/calibration.json "
+        "SPLIT-last-onnx.json; a --tta other than the run's own: SPLIT-tta-none.json...), so no "
+        "evaluation overwrites another. When RUN/calibration.json "
         "exists (`cnnlab calibrate`), its temperature and threshold are used, and a line says so.",
     )
     common.add_run_argument(parser)
@@ -83,7 +84,8 @@ def add_tta_flag(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.evaluation import format_metrics_table
     from cnnlab.inference import evaluate_run
-    from cnnlab.run.evaluation import evaluation_name
+    from cnnlab.run.evaluation import evaluation_name, other_tta
+    from cnnlab.run.paths import RunDir
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1.")
@@ -112,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_metrics_table(metrics))
         print(f"runtime: {metrics['runtime']}, test-time augmentation: {metrics['tta']}")
-        name = evaluation_name(args.split, args.checkpoint, args.runtime)
+        run = RunDir(args.run)
+        name = evaluation_name(
+            args.split, args.checkpoint, args.runtime, other_tta(run, metrics["tta"])
+        )
         figures = "-confusion.png, -reliability.png" + (
             ", -roc-pr.png" if "binary" in metrics else ""
         )

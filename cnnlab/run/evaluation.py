@@ -3,7 +3,9 @@ reliability diagram, ROC/PR curves for two classes, predictions CSV), and readin
 
 The default evaluation (best checkpoint, PyTorch) keeps the plain names eval/SPLIT.json, which the
 report and older runs use; any other checkpoint or runtime adds its own suffix
-(eval/test-last.json, eval/test-onnx.json, eval/test-last-onnx.json), so none overwrites another.
+(eval/test-last.json, eval/test-onnx.json, eval/test-last-onnx.json), and so does a test-time
+augmentation other than the one the run trained with (eval/test-tta-none.json for `--tta none` on
+a run trained with `--tta flip`), so none overwrites another.
 """
 
 from __future__ import annotations
@@ -20,14 +22,25 @@ from cnnlab.evaluation import (
     write_predictions_csv,
 )
 from cnnlab.fileio import atomic_write_json
+from cnnlab.run.load import recorded_tta
 from cnnlab.run.paths import RunDir
 
 
-def evaluation_name(split: str, checkpoint: str = "best", runtime: str = "torch") -> str:
-    """The stem of an evaluation's files in RUN/eval/: "test", "test-last", "test-onnx"..."""
+def evaluation_name(
+    split: str, checkpoint: str = "best", runtime: str = "torch", other_tta: str | None = None
+) -> str:
+    """The stem of an evaluation's files in RUN/eval/: "test", "test-last", "test-onnx"...;
+    `other_tta`: a test-time augmentation that is not the run's own ("test-tta-none")."""
     suffixes = [checkpoint] if checkpoint != "best" else []
     suffixes += [runtime] if runtime != "torch" else []
+    suffixes += [f"tta-{other_tta}"] if other_tta else []
     return "-".join([split, *suffixes])
+
+
+def other_tta(run: RunDir, tta: str | None) -> str | None:
+    """`tta` when an evaluation used a test-time augmentation other than the run's own (its
+    files then say so), else None."""
+    return tta if tta is not None and tta != recorded_tta(run.path) else None
 
 
 def write_evaluation(
@@ -44,7 +57,12 @@ def write_evaluation(
     `metrics["runtime"]` (evaluation_name), NAME-reliability.png when the metrics hold
     "calibration_error" and NAME-roc-pr.png when they hold "binary"; returns the JSON's path.
     `predictions` [N] are the decisions (default: the argmax of `probabilities`)."""
-    split = evaluation_name(metrics["split"], checkpoint, metrics.get("runtime", "torch"))
+    split = evaluation_name(
+        metrics["split"],
+        checkpoint,
+        metrics.get("runtime", "torch"),
+        other_tta(run, metrics.get("tta")),
+    )
     atomic_write_json(run.eval / f"{split}.json", metrics)
     title = f"{run.path.name}: {split}"
     if "calibration_error" in metrics:
