@@ -24,7 +24,7 @@ CONFIG_KEYS = (
     "recipe model model_options dropout pretrained weights freeze_epochs lr_decay_per_stage "
     "freeze_bn epochs time_budget batch_size optimizer learning_rate momentum "
     "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing "
-    "whiten_stem ema "
+    "whiten_stem ema progressive_resize "
     "class_weighted_loss sampler val_fraction monitor early_stopping max_nonfinite_steps "
     "checkpoint_every_steps layer_stats seed device precision channels_last threads sync_bn "
     "eval_batch_size tta augment "
