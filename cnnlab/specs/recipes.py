@@ -98,17 +98,17 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "cifar10",
-            "a narrow airbench-style network with a whitened stem, 31 epochs of batch 256 on every "
+            "a narrow airbench-style network with a whitened stem, 31 epochs of batch 128 on every "
             "training image (no validation split: --val-fraction brings one back), SGD one-cycle "
-            "to 0.1, label smoothing 0.2, flips and 2-pixel shifts, flip-shift test-time "
+            "to 0.07, label smoothing 0.2, flips and 2-pixel shifts, flip-shift test-time "
             "augmentation",
             {
                 "model": CIFAR_NET,
                 "epochs": 31,
                 "whiten_stem": True,
                 "val_fraction": 0.0,
-                "batch_size": 256,
-                "learning_rate": 0.1,
+                "batch_size": 128,
+                "learning_rate": 0.07,
                 "label_smoothing": 0.2,
                 "augment": True,
                 "hflip": 0.5,
