@@ -74,7 +74,7 @@ RECIPES: dict[str, Recipe] = {
             "2-pixel shifts",
             {"model": MNIST_NET, "epochs": 8, "batch_size": 128, "learning_rate": 0.1},
             "99.50% test accuracy in 27 s from the command's start (median of 3 seeds, 2 Zen 5 "
-            "cores, bf16; 0.89 T of the PyTorch MNIST example's first epoch in the same run)",
+            "cores, bf16; 0.65-0.89 T of the PyTorch MNIST example's first epoch in the same run)",
         ),
         Recipe(
             "fashion-mnist",
@@ -93,8 +93,8 @@ RECIPES: dict[str, Recipe] = {
                 "crop_padding": 2,
                 "tta": "flip",
             },
-            "92.80% test accuracy in 91 s from the command's start (median of 3 seeds, 2 Zen 5 "
-            "cores, bf16; 3.04 T)",
+            "92.75% test accuracy in 89 s from the command's start (median of 3 seeds, 2 Zen 5 "
+            "cores, bf16; 2.14 T)",
         ),
         Recipe(
             "cifar10",
@@ -115,8 +115,9 @@ RECIPES: dict[str, Recipe] = {
                 "crop_padding": 2,
                 "tta": "flip-shift",
             },
-            "88.17% test accuracy in 513 s from the command's start on the JPEG folder copy, "
-            "decoded images cached (median of 3 seeds, 2 Zen 5 cores, bf16; 17.1 T)",
+            "88.48% test accuracy in 538 s from the command's start on the JPEG folder copy, "
+            "decoded images cached (median of 3 seeds, 2 Zen 5 cores, bf16; 12.9 T, where T "
+            "was 41.6 s; 18 T against the previous day's 29.9 s)",
         ),
     )
 }
