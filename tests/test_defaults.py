@@ -26,7 +26,8 @@ CONFIG_KEYS = (
     "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing "
     "whiten_stem ema progressive_resize "
     "class_weighted_loss sampler val_fraction monitor early_stopping max_nonfinite_steps "
-    "checkpoint_every_steps layer_stats seed device precision channels_last threads sync_bn "
+    "checkpoint_every_steps layer_stats seed device precision channels_last fast_dropout threads "
+    "sync_bn "
     "eval_batch_size tta augment "
     "hflip vflip crop_padding rotate scale pad_fill brightness contrast noise erase"
 ).split()

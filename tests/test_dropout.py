@@ -1,5 +1,6 @@
 """cnnlab.ops.dropout: the slides' dropout with a cheaper CPU mask, and its module and swap."""
 
+import json
 import math
 
 import pytest
@@ -150,3 +151,36 @@ def test_training_model_gets_cnnlab_dropout():
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(4, 2))
     fast = choose_fast_path(torch.device("cpu"), "fp32", channels_last=False)
     assert type(fast_model(model, fast)[1]) is Dropout
+
+
+def test_the_start_line_says_which_dropout_trains():
+    from types import SimpleNamespace
+
+    from cnnlab.training.session import describe_dropout
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Dropout(0.0), nn.Linear(4, 2))
+    cpu = torch.device("cpu")
+    assert describe_dropout(SimpleNamespace(model=model, device=cpu)) == [
+        "dropout: PyTorch's in 1 layer(s)"
+    ]
+    use_fast_dropout(model)
+    assert describe_dropout(SimpleNamespace(model=model, device=cpu)) == [
+        "dropout: cnnlab's cheaper CPU mask in 1 of 1 layer(s) (--no-fast-dropout: PyTorch's)"
+    ]
+    assert describe_dropout(SimpleNamespace(model=nn.Linear(2, 2), device=cpu)) == []
+
+
+def test_no_fast_dropout_trains_with_pytorchs_and_is_recorded(tmp_path):
+    from cnnlab.run.load import load_run
+    from tests.test_cli import TINY, _train_in_this_process
+
+    weights = {}
+    for flag in ("--fast-dropout", "--no-fast-dropout"):
+        run = tmp_path / flag
+        _train_in_this_process(*TINY, "--epochs", "1", "--dropout", "0.5", flag, "--out", run)
+        config = json.loads((run / "config.json").read_text())
+        assert config["train"]["fast_dropout"] is (flag == "--fast-dropout")
+        weights[flag] = load_run(run).model.state_dict()
+    # the same seed, other masks: the weights differ (both streams are seeded: test_dropout above)
+    assert any(not torch.equal(weights["--fast-dropout"][k], weights["--no-fast-dropout"][k])
+               for k in weights["--fast-dropout"])  # fmt: skip

@@ -70,12 +70,14 @@ class FastPath:
         }
 
 
-def fast_model(model: nn.Module, fast: FastPath) -> nn.Module:
-    """The model, on `fast`'s device already, in the memory format training uses and with
-    cnnlab's dropout (a cheaper mask on the CPU, PyTorch's elsewhere); weights are unchanged."""
+def fast_model(model: nn.Module, fast: FastPath, dropout: bool = True) -> nn.Module:
+    """The model, on `fast`'s device already, in the memory format training uses and, with
+    `dropout`, cnnlab's dropout (a cheaper mask on the CPU, PyTorch's elsewhere); weights are
+    unchanged."""
     if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    use_fast_dropout(model)
+    if dropout:
+        use_fast_dropout(model)
     return model
 
 

@@ -22,6 +22,7 @@ from cnnlab.data.loader import num_batches
 from cnnlab.data.sources import load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.fileio import atomic_write_json
+from cnnlab.layers.dropout import Dropout
 from cnnlab.models import ModelSpec, build_model, resolve_model_argument
 from cnnlab.models.registry import defining_module
 from cnnlab.run.load import model_spec, normalizer
@@ -126,7 +127,7 @@ def open_session(
             whiten_stem(
                 model, normalizer(record)(train.images[sample.to(train.images.device)].cpu())
             )
-    model = fast_model(group_model(model.to(fast.device), config, here), fast)
+    model = fast_model(group_model(model.to(fast.device), config, here), fast, config.fast_dropout)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = num_batches(len(train.labels), config.batch_size)
     schedule_epochs = _segment_epochs(run, config, resume)
@@ -337,6 +338,18 @@ def describe_group(session: Session) -> list[str]:
     ]
 
 
+def describe_dropout(session: Session) -> list[str]:
+    """Which dropout the model's dropout layers train with (none: no line)."""
+    layers = [m for m in session.model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+    if not layers:
+        return []
+    ours = sum(isinstance(m, Dropout) for m in layers)
+    if ours and session.device.type == "cpu":
+        return [f"dropout: cnnlab's cheaper CPU mask in {ours} of {len(layers)} layer(s) "
+                "(--no-fast-dropout: PyTorch's)"]  # fmt: skip
+    return [f"dropout: PyTorch's in {len(layers)} layer(s)"]
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -363,6 +376,7 @@ def describe(session: Session) -> list[str]:
         )
     parameters = sum(p.numel() for p in session.model.parameters())
     lines += [f"model {config.model}: {parameters:,} parameters", session.fast.describe()]
+    lines += describe_dropout(session)
     lines += describe_group(session)
     if session.ema is not None:
         lines.append(session.ema.describe())

@@ -107,7 +107,7 @@ def measure_training(
         options["dropout"] = config.dropout
     channels = workload.channels
     spec = ModelSpec(config.model, channels, workload.num_classes, size, options)
-    model: nn.Module = fast_model(build_model(spec).to(fast.device), fast)
+    model: nn.Module = fast_model(build_model(spec).to(fast.device), fast, config.fast_dropout)
     batch = max(1, min(config.batch_size, MEASURE_BATCH, workload.train_images))
     steps = MAX_STEPS
     optimizer = build_optimizer(config, model)
