@@ -283,3 +283,27 @@ def test_fused_kernels_are_chosen_on_cuda_only():
     for name in ("sgd", "adamw"):
         optimizer = build_optimizer(TrainConfig(optimizer=name), torch.nn.Linear(3, 2))
         assert all(group["fused"] is None for group in optimizer.param_groups)
+
+
+def test_a_training_start_selects_each_split_once(tmp_path, monkeypatch):
+    """The duplicate check and training share one selection of the train and val images."""
+    from cnnlab.training import session
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.run import train
+
+    calls = []
+    real = session.select_split
+    monkeypatch.setattr(
+        session, "select_split", lambda d, r, split: calls.append(split) or real(d, r, split)
+    )
+    config = TrainConfig(
+        data="digits", model="small-cnn", model_options={"widths": [4], "depth": 1}, epochs=1,
+        batch_size=64, val_fraction=0.2, download=False, threads=1, check_duplicates=True,
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        train(config, tmp_path / "run", show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(calls) == ["test", "train", "val"]
+    assert (tmp_path / "run" / "duplicates.json").is_file()

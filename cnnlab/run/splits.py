@@ -310,11 +310,15 @@ DUPLICATES_FILE = "duplicates.json"  # RUN/duplicates.json: the check made befor
 
 
 def split_duplicates(
-    dataset: ImageDataset, record: DatasetRecord, threshold: int = NEAR_DISTANCE
+    dataset: ImageDataset,
+    record: DatasetRecord,
+    threshold: int = NEAR_DISTANCE,
+    parts: dict[str, SplitData] | None = None,
 ) -> DuplicateReport:
     """Exact and near duplicates across the record's train, val and test splits; pairs are
-    named by file path (folder: sources) or "<source part>:<index>"."""
-    parts = {split: select_split(dataset, record, split) for split in SPLITS}
+    named by file path (folder: sources) or "<source part>:<index>". `parts`: the splits
+    already selected (select_split), so a caller that trains on them selects them once."""
+    parts = parts or {split: select_split(dataset, record, split) for split in SPLITS}
     return find_duplicates(
         {split: (part.images, part.sample_ids) for split, part in parts.items()}, threshold
     )

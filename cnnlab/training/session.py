@@ -27,7 +27,7 @@ from cnnlab.models import ModelSpec, build_model, resolve_model_argument
 from cnnlab.models.registry import defining_module
 from cnnlab.run.load import model_spec, normalizer
 from cnnlab.run.paths import RunDir
-from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
+from cnnlab.run.records import SPLITS, ConfigRecord, DatasetRecord, ModelRecord
 from cnnlab.run.splits import (
     DUPLICATES_FILE,
     SplitData,
@@ -224,6 +224,7 @@ def _data_and_spec(
 ) -> tuple[DatasetRecord, ModelRecord, SplitData, SplitData]:
     """The data set's records and its train/val splits: chosen now (and checked for duplicates
     across splits, RUN/duplicates.json), or read back on resume."""
+    parts: dict[str, SplitData] = {}
     if resume:
         record, model_record = run.dataset_record(), run.model_record()
         dataset = load_dataset(
@@ -236,13 +237,16 @@ def _data_and_spec(
             config.group_by,
         )  # fmt: skip
         if config.check_duplicates and writes_files():
-            report = split_duplicates(dataset, record)
+            parts = {split: select_split(dataset, record, split) for split in SPLITS}
+            report = split_duplicates(dataset, record, parts=parts)
             run.path.mkdir(parents=True, exist_ok=True)
             atomic_write_json(run.path / DUPLICATES_FILE, report.to_dict())
             print(report.summary(str(run.path / DUPLICATES_FILE)), file=stream, flush=True)
         model_record = new_model_record(config, record)
         record = pretrained_normalization(config, record, model_record.name)
-    train, val = select_split(dataset, record, "train"), select_split(dataset, record, "val")
+    if not parts:  # pretrained normalisation changes no split: the selection stands
+        parts = {split: select_split(dataset, record, split) for split in ("train", "val")}
+    train, val = parts["train"], parts["val"]
     if config.early_stopping and not len(val.labels):  # a folder's val/ counts too
         raise ConfigError(
             "--early-stopping needs a validation split: set --val-fraction above 0 (or give the "
