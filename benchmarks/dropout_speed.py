@@ -16,41 +16,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-
-
-def trainer(cnnlab_dropout: bool, batch_size: int, data, fast):
-    from mnist_baseline import ExampleNet
-
-    from cnnlab.data.loader import Normalizer, epoch_order, train_batches
-    from cnnlab.runtime.fastpath import fast_model
-    from cnnlab.runtime.predict import StepSettings
-    from cnnlab.training.loop import EpochTotals, train_one_epoch
-
-    torch.manual_seed(1)
-    model = ExampleNet()
-    if cnnlab_dropout:
-        model = fast_model(model, fast)
-    elif fast.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    settings = StepSettings(Normalizer((0.1307,), (0.3081,)), fast.precision, fast.channels_last)
-    order = epoch_order(len(data.train_labels), 1, 0)
-    loss_fn = torch.nn.NLLLoss()
-
-    def run(count: int) -> float:
-        stream = train_batches(data.train_images, data.train_labels, batch_size, order)
-        limited = (batch for _, batch in zip(range(count), stream, strict=False))
-        start = time.perf_counter()
-        train_one_epoch(model, limited, optimizer, scheduler, loss_fn, settings, EpochTotals())
-        return count * batch_size / (time.perf_counter() - start)
-
-    run(10)  # warm-up
-    return run
 
 
 def main() -> None:
@@ -63,7 +31,9 @@ def main() -> None:
 
     data = load_dataset("mnist", None, False, TrainConfig(data="mnist").load_options())
     fast = choose_fast_path(torch.device("cpu"))
-    variants = {(ours, batch): trainer(ours, batch, data, fast)
+    from speed import example_trainer
+
+    variants = {(ours, batch): example_trainer(data, fast, batch, ours)[2]
                 for batch in (64, 128, 256) for ours in (False, True)}  # fmt: skip
     rates: dict = {key: [] for key in variants}
     for _ in range(args.rounds):

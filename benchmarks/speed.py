@@ -168,20 +168,20 @@ def worker_throughput_baseline(batches: int) -> dict:
     }
 
 
-def worker_throughput_cnnlab(batches: int, batch_size: int) -> dict:
-    """cnnlab's way with the baseline's network and optimiser: in-memory batches, fast path."""
+def example_trainer(data, fast, batch_size: int, cnnlab_dropout: bool = True):
+    """(model, settings, run): the baseline's network and optimiser the way cnnlab trains them
+    (in-memory batches, the fast path, with or without cnnlab's dropout); run(count) trains
+    `count` batches and returns their images/s. Also used by benchmarks/dropout_speed.py."""
     import torch
     from mnist_baseline import ExampleNet
 
     from cnnlab.data.loader import Normalizer, epoch_order, train_batches
-    from cnnlab.runtime.fastpath import choose_fast_path, fast_model
-    from cnnlab.runtime.predict import StepSettings, predict_logits
+    from cnnlab.runtime.fastpath import fast_model
+    from cnnlab.runtime.predict import StepSettings
     from cnnlab.training.loop import EpochTotals, train_one_epoch
 
     torch.manual_seed(1)
-    data = _mnist()
-    fast = choose_fast_path(torch.device("cpu"))
-    model = fast_model(ExampleNet(), fast)  # channels_last, cnnlab's dropout (as training does)
+    model = fast_model(ExampleNet(), fast, cnnlab_dropout)  # channels_last, as training does
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     settings = StepSettings(Normalizer((0.1307,), (0.3081,)), fast.precision, fast.channels_last)
@@ -196,6 +196,19 @@ def worker_throughput_cnnlab(batches: int, batch_size: int) -> dict:
         return count * batch_size / (time.perf_counter() - start)
 
     run(10)  # warm-up: oneDNN builds its kernels for these shapes
+    return model, settings, run
+
+
+def worker_throughput_cnnlab(batches: int, batch_size: int) -> dict:
+    """cnnlab's way with the baseline's network and optimiser: in-memory batches, fast path."""
+    import torch
+
+    from cnnlab.runtime.fastpath import choose_fast_path
+    from cnnlab.runtime.predict import predict_logits
+
+    data = _mnist()
+    fast = choose_fast_path(torch.device("cpu"))
+    model, settings, run = example_trainer(data, fast, batch_size)
     train = run(batches)
     predict_logits(model, data.test_images[:2048], settings, 1024)
     start = time.perf_counter()
