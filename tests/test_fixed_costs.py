@@ -287,15 +287,16 @@ def test_fused_kernels_are_chosen_on_cuda_only():
 
 def test_a_training_start_selects_each_split_once(tmp_path, monkeypatch):
     """The duplicate check and training share one selection of the train and val images."""
+    from cnnlab.run import splits
     from cnnlab.training import session
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.run import train
 
     calls = []
-    real = session.select_split
-    monkeypatch.setattr(
-        session, "select_split", lambda d, r, split: calls.append(split) or real(d, r, split)
-    )
+    real = splits.select_split
+    spy = lambda d, r, split: calls.append(split) or real(d, r, split)  # noqa: E731
+    monkeypatch.setattr(session, "select_split", spy)  # training's selection
+    monkeypatch.setattr(splits, "select_split", spy)  # the duplicate check's
     config = TrainConfig(
         data="digits", model="small-cnn", model_options={"widths": [4], "depth": 1}, epochs=1,
         batch_size=64, val_fraction=0.2, download=False, threads=1, check_duplicates=True,

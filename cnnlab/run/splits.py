@@ -316,9 +316,11 @@ def split_duplicates(
     parts: dict[str, SplitData] | None = None,
 ) -> DuplicateReport:
     """Exact and near duplicates across the record's train, val and test splits; pairs are
-    named by file path (folder: sources) or "<source part>:<index>". `parts`: the splits
-    already selected (select_split), so a caller that trains on them selects them once."""
-    parts = parts or {split: select_split(dataset, record, split) for split in SPLITS}
+    named by file path (folder: sources) or "<source part>:<index>". `parts`: splits already
+    selected (select_split), e.g. the train and val images a caller trains on; the others are
+    selected here."""
+    parts = {split: (parts or {}).get(split) or select_split(dataset, record, split)
+             for split in SPLITS}  # fmt: skip
     return find_duplicates(
         {split: (part.images, part.sample_ids) for split, part in parts.items()}, threshold
     )

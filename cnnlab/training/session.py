@@ -27,7 +27,7 @@ from cnnlab.models import ModelSpec, build_model, resolve_model_argument
 from cnnlab.models.registry import defining_module
 from cnnlab.run.load import model_spec, normalizer
 from cnnlab.run.paths import RunDir
-from cnnlab.run.records import SPLITS, ConfigRecord, DatasetRecord, ModelRecord
+from cnnlab.run.records import ConfigRecord, DatasetRecord, ModelRecord
 from cnnlab.run.splits import (
     DUPLICATES_FILE,
     SplitData,
@@ -237,8 +237,8 @@ def _data_and_spec(
             config.group_by,
         )  # fmt: skip
         if config.check_duplicates and writes_files():
-            parts = {split: select_split(dataset, record, split) for split in SPLITS}
-            report = split_duplicates(dataset, record, parts=parts)
+            parts = {split: select_split(dataset, record, split) for split in ("train", "val")}
+            report = split_duplicates(dataset, record, parts=parts)  # selects test itself
             run.path.mkdir(parents=True, exist_ok=True)
             atomic_write_json(run.path / DUPLICATES_FILE, report.to_dict())
             print(report.summary(str(run.path / DUPLICATES_FILE)), file=stream, flush=True)
