@@ -37,30 +37,28 @@ def keep_threshold(p: float) -> tuple[int, int]:
     return bits, min(round(p * (1 << bits)), (1 << bits) - 1)
 
 
-def random_integers(
-    count: int, bits: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def random_integers(count: int, bits: int) -> torch.Tensor:
     """`count` uniform random integers of `bits` bits (8: uint8 over [0, 256); 16: int16 over
-    [-2**15, 2**15)), cut from 64-bit draws of the (default) CPU generator."""
+    [-2**15, 2**15)), cut from 64-bit draws of torch's default CPU generator."""
     per_draw = 64 // bits
     draws = torch.empty((count + per_draw - 1) // per_draw, dtype=torch.int64)
-    draws.random_(-(2**63), 2**63 - 1, generator=generator)  # 64 random bits per draw
+    draws.random_(-(2**63), 2**63 - 1)  # 64 random bits per draw
     return draws.view(_BITS_FOR[bits])[:count]
 
 
-def keep_mask(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> tuple:
+def keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
     """(mask, keep probability): a bool tensor shaped and laid out like `x` (which must be dense:
     contiguous in some memory format), True where an element is kept."""
     bits, threshold = keep_threshold(p)
-    values = random_integers(x.numel(), bits, generator).as_strided(x.size(), x.stride())
+    values = random_integers(x.numel(), bits).as_strided(x.size(), x.stride())
     offset = 0 if bits == 8 else 1 << 15  # int16 is uniform over [-2**15, 2**15)
     return values >= threshold - offset, 1.0 - threshold / (1 << bits)
 
 
 class _MaskedDropout(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: float, generator) -> torch.Tensor:
-        keep, probability = keep_mask(x, p, generator)
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep, probability = keep_mask(x, p)
         ctx.save_for_backward(keep)
         ctx.scale = 1.0 / probability
         return torch.mul(x, keep).mul_(ctx.scale)
@@ -70,7 +68,7 @@ class _MaskedDropout(torch.autograd.Function):
         (keep,) = ctx.saved_tensors
         out = torch.empty_like(keep, dtype=grad.dtype)  # the input's layout, not the gradient's
         torch.mul(grad, keep, out=out)
-        return out.mul_(ctx.scale), None, None
+        return out.mul_(ctx.scale), None
 
 
 def _dense(x: torch.Tensor) -> bool:
@@ -79,12 +77,7 @@ def _dense(x: torch.Tensor) -> bool:
     )
 
 
-def dropout(
-    x: torch.Tensor,
-    p: float = 0.5,
-    training: bool = True,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True) -> torch.Tensor:
     """Dropout: in training zero each element with probability p (rounded as the module docstring
     says) and scale the rest by the inverse of the keep probability; else return x."""
     if not 0.0 <= p <= 1.0:
@@ -95,4 +88,4 @@ def dropout(
         return F.dropout(x, p, True)
     if not _dense(x):
         x = x.contiguous()
-    return _MaskedDropout.apply(x, p, generator)
+    return _MaskedDropout.apply(x, p)

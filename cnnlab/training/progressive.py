@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.run.paths import RunDir
 from cnnlab.run.records import DatasetRecord
 from cnnlab.training.config import TrainConfig, parse_progressive_resize
 
@@ -115,17 +114,12 @@ def resize_images(x: torch.Tensor, shape: tuple[int, int], channels_last: bool) 
 
 
 def session_plan(
-    config: TrainConfig, run: RunDir, resume: bool, record: DatasetRecord, model: nn.Module
+    config: TrainConfig, first_epochs: int, record: DatasetRecord, model: nn.Module
 ) -> ResizePlan | None:
     """The run's plan (None when off), the model checked to take the small images. The rule
-    counts from the run's first --epochs: a resumed run reads them from its first segment."""
+    counts from the run's first --epochs (`first_epochs`: its first segment's)."""
     if not config.progressive_resize:
         return None
-    first = config.epochs
-    if resume:
-        record_of_run = run.config_record()
-        segments = record_of_run.resolved.get("segments")
-        first = int(segments[0]["epochs"] if segments else record_of_run.train["epochs"])
-    plan = plan_resize(config, tuple(record.image_size), first)
+    plan = plan_resize(config, tuple(record.image_size), first_epochs)
     check_model_takes(model, record.channels, plan, config)
     return plan

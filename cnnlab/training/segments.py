@@ -12,29 +12,17 @@ exactly like any other run.
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnnlab.errors import CnnlabError
 from cnnlab.run import checkpoints as ckpt
-from cnnlab.run.paths import RunDir
 from cnnlab.training.optim import build_optimizer, build_scheduler
 from cnnlab.training.policy import RunState, event, log
 from cnnlab.training.process import writes_files
-from cnnlab.training.session import Session, now
+from cnnlab.training.session import Session, now, recorded_segments
 
 FINISHED = ("complete", "early-stopped")
 # Keys a learning-rate scheduler adds to an optimiser's parameter groups; a new segment's
 # scheduler sets them again from the base rates.
 SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum")
-
-
-def recorded_segments(run: RunDir) -> list[dict[str, Any]]:
-    """The segments config.json records: one of all the epochs for a run never extended."""
-    record = run.config_record()
-    segments = record.resolved.get("segments")
-    if segments:
-        return [dict(segment) for segment in segments]
-    return [{"segment": 1, "first_epoch": 1, "epochs": int(record.train.get("epochs", 1))}]
 
 
 def plan_resume(session: Session) -> tuple[str, ckpt.Checkpoint]:

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -142,7 +142,7 @@ def open_session(
         progress=Progress(config.epochs * steps_per_epoch, stream=stream, enabled=show_progress),
         sync=StepSync() if here.distributed else None,
         ema=WeightAverage(model, config.ema) if config.ema else None,
-        resize=session_plan(config, run, resume, record, model),
+        resize=session_plan(config, _segment_epochs(run, config, resume, 0), record, model),
     )  # fmt: skip
     if not resume and writes_files():
         run.write_records(
@@ -174,13 +174,20 @@ def group_model(model: nn.Module, config: TrainConfig, here: Place) -> nn.Module
     return model
 
 
-def _segment_epochs(run: RunDir, config: TrainConfig, resume: bool) -> int:
-    """The epochs the current segment's schedule spans (training/segments.py)."""
-    if not resume:
-        return config.epochs
+def recorded_segments(run: RunDir) -> list[dict[str, Any]]:
+    """The segments config.json records (training/segments.py): one of all the epochs for a run
+    never extended."""
     record = run.config_record()
     segments = record.resolved.get("segments")
-    return int(segments[-1]["epochs"] if segments else record.train.get("epochs", config.epochs))
+    if segments:
+        return [dict(segment) for segment in segments]
+    return [{"segment": 1, "first_epoch": 1, "epochs": int(record.train.get("epochs", 1))}]
+
+
+def _segment_epochs(run: RunDir, config: TrainConfig, resume: bool, which: int = -1) -> int:
+    """The epochs of the current segment (`which` -1: its schedule spans them) or of the first
+    (0: --progressive-resize counts from them)."""
+    return int(recorded_segments(run)[which]["epochs"]) if resume else config.epochs
 
 
 def _check_run_dir(run: RunDir, resume: bool) -> RunDir:
