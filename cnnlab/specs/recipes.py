@@ -80,9 +80,9 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "fashion-mnist",
-            "the MNIST network with a second conv64 and no last pooling, 20 epochs of batch 256, SGD one-cycle to "
-            "0.24, weight decay 2.4e-5, label smoothing 0.061 (`cnnlab tune`'s best), flips and "
-            "2-pixel shifts, flip test-time augmentation",
+            "the MNIST network with a second conv64 and no last pooling, 20 epochs of batch 256, "
+            "SGD one-cycle to 0.24, weight decay 2.4e-5, label smoothing 0.061 (`cnnlab tune`'s "
+            "best), flips and 2-pixel shifts, flip test-time augmentation",
             {
                 "model": FASHION_NET,
                 "epochs": 20,
