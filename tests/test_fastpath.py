@@ -209,3 +209,49 @@ def test_recipes_command_lists_every_recipe(capsys):
     assert set(rows) == set(RECIPES)
     assert rows["mnist"]["settings"]["model"] == RECIPES["mnist"].settings["model"]
     assert main(["recipes"]) == 0 and "--epochs" in capsys.readouterr().out
+
+
+def _layout(t: torch.Tensor) -> str:
+    return "channels_last" if t.is_contiguous(memory_format=torch.channels_last) else "other"
+
+
+@pytest.mark.parametrize("model_name", ["spec", "small-cnn"])
+def test_the_features_gradient_comes_back_channels_last_with_the_same_values(model_name):
+    """A flattening (spec) or globally pooling (small-cnn) head hands its features an NCHW
+    gradient; the fast path turns it channels_last, and every parameter's gradient is unchanged."""
+    options = (
+        {"spec": "conv8 -> bn -> relu -> conv8 -> bn -> relu -> fc"} if model_name == "spec" else {}
+    )
+    torch.manual_seed(0)
+    plain = build_model(ModelSpec(model_name, 1, 3, (12, 12), options))
+    guarded = build_model(ModelSpec(model_name, 1, 3, (12, 12), options))
+    guarded.load_state_dict(plain.state_dict())
+    plain = plain.to(memory_format=torch.channels_last)
+    fast = fastpath.FastPath(torch.device("cpu"), "fp32", True, 1, "test")
+    guarded = fastpath.fast_model(guarded, fast, dropout=False)
+    seen = {}  # the layout of the gradient the features' last layer is handed, after any hooks
+
+    def record(name):
+        def forward_hook(module, inputs, output):
+            output.register_hook(lambda grad: seen.update({name: _layout(grad)}))
+
+        return forward_hook
+
+    plain.features.register_forward_hook(record("plain"))
+    guarded.features.register_forward_hook(record("guarded"))  # after fast_model's
+    x = torch.randn(4, 1, 12, 12).contiguous(memory_format=torch.channels_last)
+    labels = torch.tensor([0, 1, 2, 1])
+    for model in (plain, guarded):
+        torch.manual_seed(1)  # the same dropout mask in small-cnn's head
+        F.cross_entropy(model(x), labels).backward()
+    assert seen == {"plain": "other", "guarded": "channels_last"}
+    for (name, a), b in zip(plain.named_parameters(), guarded.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_the_gradient_layout_hook_is_registered_once_and_only_where_there_are_features():
+    fast = fastpath.FastPath(torch.device("cpu"), "fp32", True, 1, "test")
+    model = build_model(ModelSpec("small-cnn", 1, 3, (12, 12), {}))
+    fastpath.fast_model(fastpath.fast_model(model, fast), fast)
+    assert len(model.features._forward_hooks) == 1
+    assert not fastpath.keep_feature_gradients_channels_last(nn.Sequential(nn.Conv2d(1, 2, 3)))

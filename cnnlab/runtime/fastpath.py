@@ -16,7 +16,11 @@ float32 in every mode. Each choice is shown at the start of training and can be 
 
 `fast_model()` puts a model on that path for training: channels_last, and every plain
 torch.nn.Dropout replaced by cnnlab's (cnnlab.ops.dropout: the same operation with a mask 5x
-cheaper to draw on a CPU).
+cheaper to draw on a CPU). With channels_last it also keeps the gradient that flows back into
+a model's `features` in channels_last: a head that flattens or globally pools hands back an
+NCHW gradient, and PyTorch's elementwise backward kernels (ReLU's, BatchNorm's) are 10-30x
+slower when their gradient and saved input differ in layout than the one copy that aligns them
+(BENCHMARKS.md, "Levers": 1.04-1.09x on the Fashion-MNIST recipe's steps).
 """
 
 from __future__ import annotations
@@ -76,9 +80,38 @@ def fast_model(model: nn.Module, fast: FastPath, dropout: bool = True) -> nn.Mod
     unchanged."""
     if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
+        keep_feature_gradients_channels_last(model)
     if dropout:
         use_fast_dropout(model)
     return model
+
+
+def keep_feature_gradients_channels_last(model: nn.Module) -> bool:
+    """Have the gradient of `model.features`' output (a cnnlab model's maps, before its head)
+    turned channels_last as it flows back, when that output is channels_last. A gradient that
+    already is one is passed on as it is; values never change. Returns whether the model has
+    `features` (registered once, however often this is called)."""
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Module):
+        return False
+    if not getattr(features, "_cnnlab_gradient_layout", False):
+        features.register_forward_hook(_align_gradient_layout)
+        features._cnnlab_gradient_layout = True
+    return True
+
+
+def _align_gradient_layout(module: nn.Module, inputs: object, output: object) -> None:
+    if (
+        isinstance(output, torch.Tensor)
+        and output.requires_grad
+        and output.dim() == 4
+        and output.is_contiguous(memory_format=torch.channels_last)
+    ):
+        output.register_hook(_channels_last)
+
+
+def _channels_last(gradient: torch.Tensor) -> torch.Tensor:
+    return gradient.contiguous(memory_format=torch.channels_last)
 
 
 def cpu_supports_bf16() -> bool:
