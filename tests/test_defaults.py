@@ -25,7 +25,7 @@ CONFIG_KEYS = (
     "freeze_bn epochs time_budget batch_size optimizer learning_rate momentum "
     "nesterov weight_decay schedule warmup_fraction step_epochs step_gamma label_smoothing "
     "whiten_stem ema progressive_resize "
-    "class_weighted_loss sampler val_fraction monitor early_stopping max_nonfinite_steps "
+    "class_weighted_loss sampler val_fraction monitor early_stopping keep max_nonfinite_steps "
     "checkpoint_every_steps layer_stats seed device precision channels_last fast_dropout threads "
     "sync_bn "
     "eval_batch_size tta augment "

@@ -324,6 +324,36 @@ def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, tiny_config):
     assert result.epochs_done == 3 and result.best["best_epoch"] == 1
 
 
+def test_keep_last_writes_no_best_and_test_scores_the_last_weights(tmp_path, capsys):
+    """--keep last: the best epoch is still tracked, no best.* is written, and --test (as
+    evaluate, predict, export) uses the newest checkpoint, and says so."""
+    from tests.test_cli import TINY, _train_in_this_process
+
+    run = tmp_path / "run"
+    _train_in_this_process(
+        *TINY, "--epochs", "2", "--keep", "last", "--test", "--json", "--out", run
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert not (run / "checkpoints" / "best.json").exists()
+    newest = ckpt.numbered_sidecars(run / "checkpoints")[0]
+    assert summary["test"]["checkpoint"] == newest.name
+    assert summary["best"]["best_epoch"] in (1, 2)  # tracked for the summary and early stopping
+    assert json.loads((run / "config.json").read_text())["train"]["keep"] == "last"
+
+
+def test_keep_best_keeps_the_best_epoch_for_test(tmp_path, capsys):
+    from tests.test_cli import TINY, _train_in_this_process
+
+    run = tmp_path / "run"
+    _train_in_this_process(*TINY, "--epochs", "2", "--test", "--out", run)
+    assert "test (best checkpoint): accuracy" in capsys.readouterr().out
+    best = ckpt.read_checkpoint(run / "checkpoints" / "best.json", with_state=False)
+    assert (
+        best.meta["epoch"]
+        == json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["best_epoch"]
+    )
+
+
 def test_class_weighted_loss_uses_inverse_frequency(tmp_path, tiny_config):
     from types import SimpleNamespace
 

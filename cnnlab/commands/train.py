@@ -127,6 +127,7 @@ def _train(args: argparse.Namespace) -> int:
 
         test = evaluate_run(result.run, "test", data_dir=config.data_dir)
         summary["test"] = {k: test[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa")}
+        summary["test"]["checkpoint"] = test["checkpoint"]["file"]
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -220,6 +221,10 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     return config, Path(args.out) if args.out else default_out(config)
 
 
+def _which(checkpoint_file: str) -> str:
+    return "best" if checkpoint_file.startswith("best.") else "last"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     print(f"run: {summary['run']} ({summary['status']}, {summary['epochs_done']} epochs)")
     last, best = summary["last"], summary["best"]
@@ -234,8 +239,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     test = summary.get("test")
     if test:
         print(
-            f"test (best checkpoint): accuracy {test['accuracy']:.4f}, balanced accuracy "
-            f"{test['balanced_accuracy']:.4f}, Cohen's kappa {test['cohen_kappa']:.4f}; "
+            f"test ({_which(test['checkpoint'])} checkpoint): accuracy {test['accuracy']:.4f}, "
+            f"balanced accuracy {test['balanced_accuracy']:.4f}, "
+            f"Cohen's kappa {test['cohen_kappa']:.4f}; "
             f"details in {summary['run']}/eval/"
         )
     else:

@@ -185,6 +185,13 @@ class _Settings:
     early_stopping: int = _option(
         0, "stop after this many epochs without improvement of --monitor (0: never)"
     )
+    keep: str = _option(
+        "best",
+        "the weights --test, evaluate, predict and export use: best (the epoch with the best "
+        "--monitor, saved as best.*) or last (no best.*: for a schedule that anneals to zero, "
+        "whose last weights are the trained ones; the best of noisy validation epochs is noise)",
+        choices=("best", "last"),
+    )
     max_nonfinite_steps: int = _option(
         5, "abort after this many consecutive steps with a non-finite loss (each is skipped)"
     )

@@ -131,14 +131,16 @@ def restore(
 
 
 def track_best(session: Session, state: RunState, row: dict[str, Any]) -> None:
-    """After validation: save `best.*` if the monitored metric improved, else count a miss."""
+    """After validation: save `best.*` if the monitored metric improved (with --keep best), else
+    count a miss. With --keep last the best epoch is still tracked (for early stopping and the
+    summary), but no best.* is written: the last checkpoint is the run's result."""
     monitor = session.config.monitor
     if not improved(monitor, row[monitor], state.best_score):
         state.epochs_without_improvement += 1
         return
     state.best_score, state.best_epoch = row[monitor], state.epoch + 1
     state.epochs_without_improvement = 0
-    if writes_files():
+    if writes_files() and session.config.keep == "best":
         meta = {
             "epoch": state.epoch + 1,
             "monitor": monitor,

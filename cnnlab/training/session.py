@@ -394,6 +394,8 @@ def describe(session: Session) -> list[str]:
     if config.tta != "none":
         lines.append(f"test-time augmentation {config.tta}: validation and --test average logits")
         lines += [line for line in [tta_warning(record.source, config.tta)] if line]
+    if config.keep == "last":
+        lines.append("--keep last: the last epoch's weights are the result (no best checkpoint)")
     if session.resize is not None:
         lines.append(session.resize.describe())
     if session.augmentation.enabled:
