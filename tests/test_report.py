@@ -97,6 +97,20 @@ def test_report_shows_the_recorded_augmentation_as_a_grid(run_path, tmp_path):
     assert "<h3>The augmentation grid</h3>" in html and "hflip=0.5, crop_padding=1" in html
 
 
+def test_the_curves_say_which_weights_were_evaluated(run_path, tmp_path):
+    assert (
+        "Green line: the best epoch (its checkpoint is the one evaluated)"
+        in (run_path / "report.html").read_text()
+    )
+    copy = _copy_without(run_path, tmp_path / "run")
+    config = json.loads((copy / "config.json").read_text())
+    config["train"]["keep"] = "last"
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["report", str(copy), "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "(--keep last: the weights of the last epoch are the ones evaluated)" in html
+
+
 def test_the_augmentation_grid_starts_each_row_with_the_image():
     from cnnlab.data.augment_grid import GAP, MIN_TILE, augmentation_grid
     from cnnlab.specs.augmentation import Augmentation

@@ -135,9 +135,14 @@ def curves_section(inputs: ReportInputs) -> Section:
             f"{inputs.run.path}` continues an interrupted one)."
         )
         return section
+    keep = inputs.config.train.get("keep", "best") if inputs.config is not None else "best"
+    evaluated = (
+        "its checkpoint is the one evaluated"
+        if keep == "best"
+        else "--keep last: the weights of the last epoch are the ones evaluated"
+    )
     section.body = paragraph(
-        "Green line: the best epoch (its checkpoint is the one evaluated). Dashed red lines: "
-        "interruptions and resumes."
+        f"Green line: the best epoch ({evaluated}). Dashed red lines: interruptions and resumes."
     )
     for index, chart in enumerate(charts.curves_charts(inputs.rows)):
         section.charts[f"curve-{index}"] = chart
