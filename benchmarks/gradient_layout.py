@@ -37,7 +37,11 @@ NETWORKS = {
 }
 
 
-def stepper(model_name: str, channels: int, size: int, batch: int, aligned: bool):
+def stepper(
+    model_name: str, channels: int, size: int, batch: int, aligned: bool, compiled: bool = False
+):
+    """A function that runs one training step; `compiled`: the model's forward under
+    torch.compile (inductor; its first steps, taken here, compile it)."""
     fast = choose_fast_path(torch.device("cpu"))
     name, options = resolve_model_argument(model_name, {})
     torch.manual_seed(0)
@@ -48,13 +52,14 @@ def stepper(model_name: str, channels: int, size: int, batch: int, aligned: bool
         model = model.to(memory_format=torch.channels_last)
         use_fast_dropout(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    forward = torch.compile(model) if compiled else model
     x = torch.randn(batch, channels, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast.precision == "bf16"):
-            logits = model(x)
+            logits = forward(x)
         F.cross_entropy(logits.float(), y).backward()
         optimizer.step()
 

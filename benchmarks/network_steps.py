@@ -3,12 +3,16 @@
     .venv/bin/python benchmarks/network_steps.py --size 32 --channels 3 --batch 128 \
         --model "conv24x2p0 -> bn -> gelu -> ..." --model "conv24x2p0 -> gelu -> ..." [--rounds 6]
     .venv/bin/python benchmarks/network_steps.py --stem-bn
+    .venv/bin/python benchmarks/network_steps.py --compile --size 28 --channels 1 --batch 256 \
+        --model "$(.venv/bin/python -c 'import cnnlab.specs.recipes as r; print(r.FASHION_NET)')"
 
 One SGD step at a time on random images (benchmarks/gradient_layout.py's `stepper`: the fast
 path, 2 threads), three instances of each network (instances of the same network differ by up to
 7% here), all interleaved, in reverse order every other round; median images/s per network and
-the ratio to the first. `--stem-bn` compares the CIFAR-10 recipe network as it was before session
-7 (a BatchNorm after its stem) with the recipe's network now: BENCHMARKS.md ("Levers") quotes it.
+the ratio to the first. `--compile` compares each network with itself under torch.compile
+(inductor's C++ kernels, needs a C++ compiler; compiling is not timed). `--stem-bn` compares the
+CIFAR-10 recipe network as it was before session 7 (a BatchNorm after its stem) with the
+recipe's network now. BENCHMARKS.md ("Levers") quotes both.
 """
 
 from __future__ import annotations
@@ -36,16 +40,22 @@ def main() -> None:
         action="store_true",
         help="compare the CIFAR-10 recipe network with a BatchNorm after its stem against it",
     )
+    parser.add_argument(
+        "--compile", action="store_true", help="each network eager and under torch.compile"
+    )
     args = parser.parse_args()
     models = list(args.model)
     if args.stem_bn:
         models = [CIFAR_NET.replace("conv24x2p0 -> gelu", "conv24x2p0 -> bn -> gelu", 1), CIFAR_NET]
-    if len(models) < 2:
-        parser.error("give two --model networks or --stem-bn")
+    variants = [(model, False) for model in models]
+    if args.compile:
+        variants = [(model, compiled) for model in models for compiled in (False, True)]
+    if len(variants) < 2:
+        parser.error("give two --model networks, or --compile, or --stem-bn")
     torch.set_num_threads(2)
-    runs = [(index, stepper(model, args.channels, args.size, args.batch, True))
-            for _ in range(3) for index, model in enumerate(models)]  # fmt: skip
-    rates: dict[int, list[float]] = {index: [] for index in range(len(models))}
+    runs = [(index, stepper(model, args.channels, args.size, args.batch, True, compiled))
+            for _ in range(3) for index, (model, compiled) in enumerate(variants)]  # fmt: skip
+    rates: dict[int, list[float]] = {index: [] for index in range(len(variants))}
     for round_ in range(args.rounds):
         for index, step in runs if round_ % 2 else runs[::-1]:
             start = time.perf_counter()
@@ -55,9 +65,10 @@ def main() -> None:
     first = statistics.median(rates[0])
     print("| network | images/s | ratio |")
     print("|---|---|---|")
-    for index, model in enumerate(models):
+    for index, (model, compiled) in enumerate(variants):
         rate = statistics.median(rates[index])
-        print(f"| `{model}` | {rate:,.0f} | {rate / first:.2f}x |")
+        shown = f"`{model}`" + (" (torch.compile)" if compiled else "")
+        print(f"| {shown} | {rate:,.0f} | {rate / first:.2f}x |")
 
 
 if __name__ == "__main__":
