@@ -16,6 +16,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from allocator import keep_freed_memory
 from torch.profiler import ProfilerActivity, profile
 
 from cnnlab.ops.dropout import dropout
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
+    keep_freed_memory()  # as `cnnlab train`'s loop sees memory (benchmarks/allocator.py)
     fast = choose_fast_path(torch.device("cpu"))
     for channels_last, precision, ours in [
         (False, "fp32", False), (False, "bf16", False), (True, "fp32", False),

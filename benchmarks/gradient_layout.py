@@ -22,6 +22,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from allocator import keep_freed_memory
 
 from cnnlab.layers.dropout import use_fast_dropout
 from cnnlab.models import ModelSpec, build_model, resolve_model_argument
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(2)
+    keep_freed_memory()  # as `cnnlab train`'s loop sees memory (benchmarks/allocator.py)
     print(f"fast path: {choose_fast_path(torch.device('cpu')).to_dict()}")
     print("| network | batch | NCHW gradient (images/s) | channels_last gradient | ratio |")
     print("|---|---|---|---|---|")

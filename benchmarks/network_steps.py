@@ -22,6 +22,7 @@ import statistics
 import time
 
 import torch
+from allocator import keep_freed_memory
 from gradient_layout import stepper
 
 from cnnlab.specs.recipes import CIFAR_NET
@@ -53,6 +54,7 @@ def main() -> None:
     if len(variants) < 2:
         parser.error("give two --model networks, or --compile, or --stem-bn")
     torch.set_num_threads(2)
+    keep_freed_memory()  # as `cnnlab train`'s loop sees memory (benchmarks/allocator.py)
     runs = [(index, stepper(model, args.channels, args.size, args.batch, True, compiled))
             for _ in range(3) for index, (model, compiled) in enumerate(variants)]  # fmt: skip
     rates: dict[int, list[float]] = {index: [] for index in range(len(variants))}

@@ -299,7 +299,10 @@ def worker_peak() -> dict:
 
 
 def worker_profile(recipe: str, steps: int) -> dict:
+    from allocator import keep_freed_memory
     from machine_peak import RECIPE_SHAPES, profile_recipe
+
+    keep_freed_memory()  # one fixed batch in a loop: as `cnnlab train`'s loop sees memory
 
     _, data, shape = next(row for row in RECIPE_SHAPES if row[0] == recipe)
     return profile_recipe(recipe, data, shape, steps)

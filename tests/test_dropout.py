@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cnnlab.layers import Dropout, use_fast_dropout
-from cnnlab.ops.dropout import dropout, keep_threshold, random_integers
+from cnnlab.ops.dropout import dropout, keep_mask, keep_threshold, random_integers
 
 
 @pytest.mark.parametrize(
@@ -78,6 +78,28 @@ def test_layout_follows_the_input_and_the_gradient_comes_back_in_it():
     assert x.grad.is_contiguous(memory_format=torch.channels_last)
     assert not bool((x.detach() == 0).any())  # so a zero in the output is a dropped element
     assert torch.equal(x.grad != 0, out.detach() != 0)
+
+
+def test_bf16_channels_last_values_are_the_rounded_float_products():
+    """The mask is applied in x's dtype (a 0/1 tensor, then the scale): each output and input
+    gradient is the float product rounded once to bfloat16, as with a bool mask, for p with an
+    exact scale and one without, and an NCHW upstream gradient against a channels_last input."""
+    for p in (0.25, 0.3):
+        x = torch.randn(16, 8, 5, 5).to(torch.bfloat16)
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        upstream = torch.randn(16, 8 * 5 * 5).to(torch.bfloat16)
+        torch.manual_seed(11)
+        out = dropout(x, p)
+        out.flatten(1).backward(upstream)
+        torch.manual_seed(11)
+        keep, probability = keep_mask(x.detach(), p)  # the same draw, as a bool tensor
+        scale = 1.0 / probability
+        expected = (x.detach().float() * keep * scale).to(torch.bfloat16)
+        assert torch.equal(out.detach(), expected)
+        expected_grad = (upstream.view(16, 8, 5, 5).float() * keep * scale).to(torch.bfloat16)
+        assert x.grad.dtype == torch.bfloat16
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x.grad, expected_grad)
 
 
 def test_bf16_keeps_its_dtype_and_non_dense_inputs_work():

@@ -14,8 +14,12 @@ drawn differently, so a run is reproducible and resumable, but not equal to one 
 dropout), and p is rounded to the nearest multiple of 1/256 when that is exact (0.25, 0.5) or else
 1/65,536; the kept elements are scaled by the inverse of the keep probability actually used, so the
 expectation is exactly the input's. The mask is laid out like the input (NCHW or channels_last)
-and the gradient comes back in the input's memory format (PyTorch's returns the gradient's, which
-costs the max-pool before it two layout copies when the input is channels_last). Other devices
+and kept as 0/1 in the input's dtype (a bfloat16 x bool product took 7x as long as a bfloat16 x
+bfloat16 one; the example network's steps 1.05-1.09x, benchmarks/dropout_speed.py), and the
+gradient comes back in the input's memory format (PyTorch's returns the gradient's, which costs
+the max-pool before it two layout copies when the input is channels_last); a gradient arriving
+in the other layout is copied into the input's first, since a product over mixed layouts is
+slower than the copy. Other devices
 use PyTorch's dropout: a GPU's is fused and cheap.
 """
 
@@ -59,16 +63,26 @@ class _MaskedDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
         keep, probability = keep_mask(x, p)
-        ctx.save_for_backward(keep)
+        # 0/1 in x's dtype: a product of two tensors of one dtype and layout is vectorized, where
+        # a bfloat16 x bool one was 7x slower; bool -> uint8 -> bfloat16 is 7x faster than
+        # bool -> bfloat16 (BENCHMARKS.md, "Levers")
+        mask = keep.view(torch.uint8).to(x.dtype)
+        ctx.save_for_backward(mask)
         ctx.scale = 1.0 / probability
-        return torch.mul(x, keep).mul_(ctx.scale)
+        return torch.mul(x, mask).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (keep,) = ctx.saved_tensors
-        out = torch.empty_like(keep, dtype=grad.dtype)  # the input's layout, not the gradient's
-        torch.mul(grad, keep, out=out)
-        return out.mul_(ctx.scale), None
+        (mask,) = ctx.saved_tensors
+        if grad.stride() != mask.stride():  # the input's layout, not the gradient's: one copy
+            grad = grad.contiguous(memory_format=_memory_format(mask))  # is cheaper than a
+        return torch.mul(grad, mask).mul_(ctx.scale), None  # product over mixed layouts
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    if x.is_contiguous() or x.dim() != 4:
+        return torch.contiguous_format
+    return torch.channels_last  # dense (`_dense`) and not contiguous
 
 
 def _dense(x: torch.Tensor) -> bool:
