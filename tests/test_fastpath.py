@@ -67,6 +67,33 @@ def test_forced_bf16_on_a_cpu_without_it_says_it_is_emulated(monkeypatch):
     assert fastpath.choose_fast_path(torch.device("cpu"), "fp16").needs_grad_scaler
 
 
+@pytest.mark.parametrize(
+    ("variable", "cap", "expected"),
+    [
+        ("ONEDNN_MAX_CPU_ISA", "AVX2", "fp32"),
+        ("DNNL_MAX_CPU_ISA", "avx512_core", "fp32"),  # the older name, any case
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", "bf16"),
+        ("ONEDNN_MAX_CPU_ISA", "ALL", "bf16"),
+    ],
+)
+def test_a_onednn_cap_below_bf16_makes_auto_choose_fp32(monkeypatch, variable, cap, expected):
+    """oneDNN emulates bfloat16 when ONEDNN_MAX_CPU_ISA caps it below AVX512_CORE_BF16, even on a
+    CPU that has it: "auto" then chooses float32 and says why, and the CPU's description names
+    the cap (how benchmarks/speed.py stands in for an AVX2-only machine)."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    _pretend_cpu(monkeypatch, True)
+    monkeypatch.setenv(variable, cap)
+    fast = fastpath.choose_fast_path(torch.device("cpu"))
+    assert fast.precision == expected
+    assert fastpath.cpu_supports_bf16() == (expected == "bf16")
+    if expected == "fp32":
+        assert f"oneDNN capped at {cap.upper()}" in fast.reason
+        assert f"(oneDNN capped at {cap.upper()})" in fastpath.cpu_description()
+    else:
+        assert "AVX512-BF16" in fast.reason
+
+
 def _digits(**overrides) -> TrainConfig:
     # tiny_config's network; one epoch at this rate reaches ~85% test accuracy on every path.
     settings = dict(data="digits", model="small-cnn", download=False, val_fraction=0.2, epochs=1,

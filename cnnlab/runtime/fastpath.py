@@ -9,6 +9,8 @@
   where oneDNN runs bf16 convolutions natively (PERF-NOTES.md: 1.4-4x over float32).
 - Any other CPU (AVX2 machines, AMD Zen 3, Apple silicon under Rosetta...): float32. bfloat16 is
   emulated there, and measured 6-10x *slower* than float32 on a 2-core AMD EPYC (BENCHMARKS.md).
+  So is a CPU whose oneDNN is capped below AVX512_CORE_BF16 by ONEDNN_MAX_CPU_ISA (with
+  ATEN_CPU_CAPABILITY=avx2 that makes an AVX-512 machine stand in for an AVX2 one).
 
 channels_last is on by default everywhere: on the 2-core AVX2 machine it trained conv-BN-ReLU
 networks 1.6-1.8x faster than NCHW (BENCHMARKS.md, "Speed"). Master weights and the loss stay
@@ -114,8 +116,26 @@ def _channels_last(gradient: torch.Tensor) -> torch.Tensor:
     return gradient.contiguous(memory_format=torch.channels_last)
 
 
+# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA) that lie
+# below AVX512_CORE_BF16: with one set, oneDNN emulates bfloat16 even on a CPU that has it
+ISA_CAPS_WITHOUT_BF16 = (
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"
+)  # fmt: skip
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction set oneDNN is capped at by the environment, or None (no cap)."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "").strip().upper()
+        if value and value not in ("ALL", "DEFAULT"):
+            return value
+    return None
+
+
 def cpu_supports_bf16() -> bool:
-    """True where oneDNN runs bfloat16 natively: AVX512-BF16 or AMX tiles."""
+    """True where oneDNN runs bfloat16 natively: AVX512-BF16 or AMX tiles, and no cap below."""
+    if onednn_isa_cap() in ISA_CAPS_WITHOUT_BF16:
+        return False
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
@@ -129,7 +149,8 @@ def cpu_description() -> str:
         )
         if present
     ]
-    return " + ".join([capability, *extras])
+    cap = onednn_isa_cap()
+    return " + ".join([capability, *extras]) + (f" (oneDNN capped at {cap})" if cap else "")
 
 
 def available_cores() -> int:
@@ -185,6 +206,12 @@ def _precision(device: torch.device, asked: str) -> tuple[str, str]:
     if asked == "auto":
         if native:
             return "bf16", "CPU has native bfloat16 (AVX512-BF16/AMX)"
+        if onednn_isa_cap() in ISA_CAPS_WITHOUT_BF16:
+            return (
+                "fp32",
+                f"oneDNN capped at {onednn_isa_cap()} (ONEDNN_MAX_CPU_ISA), where "
+                "bfloat16 would be emulated and slower",
+            )
         return "fp32", "no AVX512-BF16/AMX on this CPU, where bfloat16 would be emulated and slower"
     if asked in ("bf16", "fp16") and not native:
         return asked, "as asked (--precision); emulated on this CPU, expect it to be much slower"
